@@ -1,0 +1,310 @@
+//! Typed settings parsed once from `cc_events.conf` params. Pure: no FreeSWITCH here.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Where and how to reach Redis. The password is kept out of `Display`/`Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: i64,
+    pub connect_timeout: Duration,
+    pub io_timeout: Duration,
+}
+
+impl RedisSettings {
+    /// `host:port db N [user U]`: what status and the load line show. Never the password.
+    pub fn describe(&self) -> String {
+        let mut s = format!("{}:{} db {}", self.host, self.port, self.db);
+        if let Some(user) = &self.username {
+            s.push_str(&format!(" user {user}"));
+        }
+        if self.password.is_some() {
+            s.push_str(" (password set)");
+        }
+        s
+    }
+}
+
+impl fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub redis: RedisSettings,
+    pub channel: String,
+    pub queue_size: usize,
+    pub batch_size: usize,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub shutdown_flush: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            redis: RedisSettings {
+                host: "127.0.0.1".into(),
+                port: 6379,
+                username: None,
+                password: None,
+                db: 0,
+                connect_timeout: Duration::from_millis(1000),
+                io_timeout: Duration::from_millis(1000),
+            },
+            channel: "callcenter_events".into(),
+            queue_size: 10_000,
+            batch_size: 256,
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_millis(5000),
+            shutdown_flush: Duration::from_millis(2000),
+        }
+    }
+}
+
+impl fmt::Display for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "redis {} channel '{}' queue-size {} batch-size {} connect-timeout-ms {} io-timeout-ms {} reconnect {}..{} ms shutdown-flush-ms {}",
+            self.redis.describe(),
+            self.channel,
+            self.queue_size,
+            self.batch_size,
+            self.redis.connect_timeout.as_millis(),
+            self.redis.io_timeout.as_millis(),
+            self.reconnect_min.as_millis(),
+            self.reconnect_max.as_millis(),
+            self.shutdown_flush.as_millis(),
+        )
+    }
+}
+
+/// A param the operator must change. Display is the whole log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub param: String,
+    pub value: String,
+    pub allowed: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cc_events.conf: param '{}' has invalid value '{}': {}",
+            self.param, self.value, self.allowed
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parsed settings plus anything the operator should hear about but that does not stop the load.
+#[derive(Debug)]
+pub struct Parsed {
+    pub settings: Settings,
+    pub warnings: Vec<String>,
+}
+
+/// Every param name this version understands, for the unknown-param warning.
+pub const PARAMS: &[&str] = &[
+    "host",
+    "port",
+    "username",
+    "password",
+    "db",
+    "channel",
+    "queue-size",
+    "batch-size",
+    "connect-timeout-ms",
+    "io-timeout-ms",
+    "reconnect-min-ms",
+    "reconnect-max-ms",
+    "shutdown-flush-ms",
+];
+
+fn err(param: &str, value: &str, allowed: &str) -> ConfigError {
+    ConfigError {
+        param: param.into(),
+        value: value.into(),
+        allowed: allowed.into(),
+    }
+}
+
+fn int_in<T>(param: &str, value: &str, min: T, max: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let allowed = format!("use a whole number from {min} to {max}");
+    match value.trim().parse::<T>() {
+        Ok(n) if n >= min && n <= max => Ok(n),
+        _ => Err(err(param, value, &allowed)),
+    }
+}
+
+fn millis(param: &str, value: &str, min: u64, max: u64) -> Result<Duration, ConfigError> {
+    int_in(param, value, min, max).map(Duration::from_millis)
+}
+
+fn non_empty(param: &str, value: &str, what: &str) -> Result<String, ConfigError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(err(param, value, what));
+    }
+    Ok(v.to_owned())
+}
+
+impl Settings {
+    /// Builds settings from `<param name value>` pairs in file order; a later
+    /// param overrides an earlier one of the same name, as in other FreeSWITCH modules.
+    pub fn from_params<'a, I>(params: I) -> Result<Parsed, ConfigError>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        let mut s = Settings::default();
+        let mut warnings = Vec::new();
+        for (name, value) in params {
+            match name {
+                "host" => s.redis.host = non_empty(name, value, "give a host name or IP address")?,
+                "port" => s.redis.port = int_in(name, value, 1u16, 65535)?,
+                "username" => s.redis.username = Some(value.to_owned()).filter(|v| !v.is_empty()),
+                "password" => s.redis.password = Some(value.to_owned()).filter(|v| !v.is_empty()),
+                "db" => s.redis.db = int_in(name, value, 0i64, 1_000_000)?,
+                "channel" => {
+                    let v = non_empty(name, value, "give a Redis channel name")?;
+                    if v.chars().any(char::is_whitespace) {
+                        return Err(err(name, value, "a channel name must not contain spaces"));
+                    }
+                    s.channel = v;
+                }
+                "queue-size" => s.queue_size = int_in(name, value, 1usize, 10_000_000)?,
+                "batch-size" => s.batch_size = int_in(name, value, 1usize, 10_000)?,
+                "connect-timeout-ms" => s.redis.connect_timeout = millis(name, value, 10, 60_000)?,
+                "io-timeout-ms" => s.redis.io_timeout = millis(name, value, 10, 60_000)?,
+                "reconnect-min-ms" => s.reconnect_min = millis(name, value, 1, 60_000)?,
+                "reconnect-max-ms" => s.reconnect_max = millis(name, value, 1, 600_000)?,
+                "shutdown-flush-ms" => s.shutdown_flush = millis(name, value, 0, 60_000)?,
+                other => warnings.push(format!(
+                    "cc_events.conf: unknown param '{other}' ignored; known params are: {}",
+                    PARAMS.join(", ")
+                )),
+            }
+        }
+        if s.reconnect_min > s.reconnect_max {
+            return Err(err(
+                "reconnect-min-ms",
+                &s.reconnect_min.as_millis().to_string(),
+                &format!(
+                    "must not exceed reconnect-max-ms ({})",
+                    s.reconnect_max.as_millis()
+                ),
+            ));
+        }
+        Ok(Parsed {
+            settings: s,
+            warnings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(p: &[(&str, &str)]) -> Result<Parsed, ConfigError> {
+        Settings::from_params(p.iter().copied())
+    }
+
+    #[test]
+    fn defaults_match_the_documented_contract() {
+        let s = parse(&[]).unwrap().settings;
+        assert_eq!(s.redis.host, "127.0.0.1");
+        assert_eq!(s.redis.port, 6379);
+        assert_eq!(s.redis.db, 0);
+        assert_eq!(s.channel, "callcenter_events");
+        assert_eq!(s.shutdown_flush, Duration::from_secs(2));
+        assert!(s.redis.password.is_none());
+    }
+
+    #[test]
+    fn every_param_is_applied() {
+        let s = parse(&[
+            ("host", "redis.example"),
+            ("port", "6380"),
+            ("username", "fs"),
+            ("password", "secret"),
+            ("db", "3"),
+            ("channel", "cc"),
+            ("queue-size", "5"),
+            ("batch-size", "7"),
+            ("connect-timeout-ms", "250"),
+            ("io-timeout-ms", "300"),
+            ("reconnect-min-ms", "20"),
+            ("reconnect-max-ms", "900"),
+            ("shutdown-flush-ms", "0"),
+        ])
+        .unwrap()
+        .settings;
+        assert_eq!(s.redis.host, "redis.example");
+        assert_eq!(s.redis.port, 6380);
+        assert_eq!(s.redis.username.as_deref(), Some("fs"));
+        assert_eq!(s.redis.password.as_deref(), Some("secret"));
+        assert_eq!(s.redis.db, 3);
+        assert_eq!(s.channel, "cc");
+        assert_eq!(s.queue_size, 5);
+        assert_eq!(s.batch_size, 7);
+        assert_eq!(s.redis.connect_timeout, Duration::from_millis(250));
+        assert_eq!(s.redis.io_timeout, Duration::from_millis(300));
+        assert_eq!(s.reconnect_min, Duration::from_millis(20));
+        assert_eq!(s.reconnect_max, Duration::from_millis(900));
+        assert_eq!(s.shutdown_flush, Duration::ZERO);
+    }
+
+    #[test]
+    fn invalid_values_name_the_param_and_what_is_allowed() {
+        let e = parse(&[("port", "70000")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cc_events.conf: param 'port' has invalid value '70000': use a whole number from 1 to 65535"
+        );
+        assert_eq!(
+            parse(&[("queue-size", "0")]).unwrap_err().param,
+            "queue-size"
+        );
+        assert_eq!(parse(&[("db", "x")]).unwrap_err().param, "db");
+        assert_eq!(parse(&[("host", " ")]).unwrap_err().param, "host");
+        assert_eq!(parse(&[("channel", "a b")]).unwrap_err().param, "channel");
+        let e = parse(&[("reconnect-min-ms", "500"), ("reconnect-max-ms", "100")]).unwrap_err();
+        assert_eq!(e.param, "reconnect-min-ms");
+    }
+
+    #[test]
+    fn unknown_params_warn_but_do_not_fail() {
+        let p = parse(&[("hots", "x")]).unwrap();
+        assert_eq!(p.warnings.len(), 1);
+        assert!(p.warnings[0].contains("'hots'"));
+    }
+
+    #[test]
+    fn password_never_shows() {
+        let s = parse(&[("password", "hunter2"), ("username", "u")])
+            .unwrap()
+            .settings;
+        let shown = format!("{s} {s:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("password set"));
+    }
+
+    #[test]
+    fn empty_password_means_none() {
+        let s = parse(&[("password", "")]).unwrap().settings;
+        assert!(s.redis.password.is_none());
+    }
+}

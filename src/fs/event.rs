@@ -1,0 +1,106 @@
+//! Binding to events and reading an event's headers without copying them.
+
+use std::ffi::{c_void, CStr};
+
+use crate::ffi;
+
+/// A borrowed `switch_event_t`, valid for the duration of a callback.
+pub struct Event<'a> {
+    raw: &'a ffi::switch_event_t,
+}
+
+impl<'a> Event<'a> {
+    /// # Safety
+    /// `ptr` must be null or point to an event that stays valid and unmodified for `'a`,
+    /// as FreeSWITCH guarantees for the event passed to a bound callback.
+    pub unsafe fn from_ptr(ptr: *const ffi::switch_event_t) -> Option<Event<'a>> {
+        // SAFETY: the caller guarantees validity for 'a.
+        unsafe { ptr.as_ref() }.map(|raw| Event { raw })
+    }
+
+    /// The `user_data` given at bind time (FreeSWITCH copies it into every event it delivers).
+    pub fn bind_user_data(&self) -> *mut c_void {
+        self.raw.bind_user_data
+    }
+
+    pub fn is_custom(&self, subclass: &CStr) -> bool {
+        if self.raw.event_id != ffi::switch_event_types_t_SWITCH_EVENT_CUSTOM
+            || self.raw.subclass_name.is_null()
+        {
+            return false;
+        }
+        // SAFETY: non-null subclass_name is a NUL-terminated string owned by the event.
+        let name = unsafe { CStr::from_ptr(self.raw.subclass_name) };
+        // FreeSWITCH matches subclasses case-insensitively (strcasecmp).
+        name.to_bytes().eq_ignore_ascii_case(subclass.to_bytes())
+    }
+
+    /// Headers whose name starts with `prefix`, as (name, value) bytes, in event order.
+    /// Other headers cost one byte comparison each.
+    pub fn headers_with_prefix(
+        &self,
+        prefix: &'static [u8],
+    ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let mut cur = self.raw.headers;
+        std::iter::from_fn(move || loop {
+            // SAFETY: headers form a NULL-terminated list owned by the event, valid for 'a.
+            let h = unsafe { cur.as_ref() }?;
+            cur = h.next;
+            if h.name.is_null() || h.value.is_null() || !starts_with(h.name, prefix) {
+                continue;
+            }
+            // SAFETY: non-null name and value are NUL-terminated strings owned by the event.
+            let (name, value) = unsafe { (CStr::from_ptr(h.name), CStr::from_ptr(h.value)) };
+            return Some((name.to_bytes(), value.to_bytes()));
+        })
+    }
+}
+
+/// Compares a C string's start to `prefix` without measuring the whole string.
+fn starts_with(s: *const std::ffi::c_char, prefix: &[u8]) -> bool {
+    prefix.iter().enumerate().all(|(i, &b)| {
+        // SAFETY: the loop stops at the first mismatch, and NUL never equals a
+        // prefix byte, so no read goes past the string's terminator.
+        unsafe { *s.add(i) as u8 == b }
+    })
+}
+
+/// A bound event callback; unbind it before the callback's code or data go away.
+pub struct Binding {
+    node: *mut ffi::switch_event_node_t,
+}
+
+// SAFETY: the node is an opaque handle that FreeSWITCH lets any thread unbind.
+unsafe impl Send for Binding {}
+
+/// Binds `callback` to CUSTOM events of `subclass`.
+pub fn bind_custom(
+    owner: &CStr,
+    subclass: &CStr,
+    callback: unsafe extern "C" fn(*mut ffi::switch_event_t),
+    user_data: *mut c_void,
+) -> Option<Binding> {
+    let mut node = std::ptr::null_mut();
+    // SAFETY: the strings outlive the call (FreeSWITCH copies them); node is a valid out-pointer.
+    let status = unsafe {
+        ffi::switch_event_bind_removable(
+            owner.as_ptr(),
+            ffi::switch_event_types_t_SWITCH_EVENT_CUSTOM,
+            subclass.as_ptr(),
+            Some(callback),
+            user_data,
+            &mut node,
+        )
+    };
+    (status == ffi::switch_status_t_SWITCH_STATUS_SUCCESS && !node.is_null())
+        .then_some(Binding { node })
+}
+
+impl Binding {
+    /// Returns once no callback of this binding is running or will run again:
+    /// FreeSWITCH takes its event write lock to unbind.
+    pub fn unbind(mut self) {
+        // SAFETY: node came from switch_event_bind_removable and is unbound only here, once.
+        unsafe { ffi::switch_event_unbind(&mut self.node) };
+    }
+}

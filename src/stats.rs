@@ -1,0 +1,56 @@
+//! Counters shared by the event callback, the worker and `cc_events status`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+#[derive(Default)]
+pub struct Stats {
+    /// Events of a published kind offered to the queue.
+    pub received: AtomicU64,
+    /// Refused by the queue: full, or the worker is gone.
+    pub rejected: AtomicU64,
+    /// Taken off the queue by the worker.
+    pub dequeued: AtomicU64,
+    pub published: AtomicU64,
+    /// Taken off the queue but never published (shutdown flush ran out).
+    pub lost: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub connected: AtomicBool,
+    last_error: Mutex<Option<(SystemTime, String)>>,
+}
+
+/// A copy for printing; counters are read one by one, not atomically together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub received: u64,
+    pub published: u64,
+    pub dropped: u64,
+    pub queued: u64,
+    pub reconnects: u64,
+    pub connected: bool,
+    pub last_error: Option<(SystemTime, String)>,
+}
+
+impl Stats {
+    pub fn set_error(&self, msg: String) {
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some((SystemTime::now(), msg));
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let dequeued = self.dequeued.load(Relaxed);
+        let rejected = self.rejected.load(Relaxed);
+        let received = self.received.load(Relaxed);
+        Snapshot {
+            received,
+            published: self.published.load(Relaxed),
+            dropped: rejected + self.lost.load(Relaxed),
+            queued: received.saturating_sub(rejected + dequeued),
+            reconnects: self.reconnects.load(Relaxed),
+            connected: self.connected.load(Relaxed),
+            last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
+        }
+    }
+}
