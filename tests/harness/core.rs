@@ -1,0 +1,758 @@
+//! A stand-in for the FreeSWITCH core: the `switch_*` functions the module
+//! imports, with FreeSWITCH's semantics where the module can observe them.
+//!
+//! - Events: bound callbacks run under a read lock, on whatever threads fire;
+//!   `switch_event_unbind` takes the write lock, so it waits for running callbacks.
+//! - Sessions: `switch_core_session_perform_locate` read-locks a session until
+//!   `switch_core_session_rwunlock`; a vanished session is simply not found.
+//! - XML: `switch_xml_open_cfg` serves `<configuration name="...">` from a file
+//!   the test wrote, as a real `struct switch_xml` tree, until `switch_xml_free`.
+//! - Modules: load/shutdown through the exported function table, API commands
+//!   through the registered `switch_api_interface_t` with a real stream handle.
+//!
+//! The variadic functions (switch_log_printf, the stream writer) are in host.c.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::path::{Path, PathBuf};
+use std::ptr::null_mut;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, RwLock};
+
+use super::ffi;
+
+/// One log line the module wrote through switch_log_printf.
+#[derive(Clone, Debug)]
+pub struct LogLine {
+    pub level: i32,
+    pub text: String,
+}
+
+struct Binding {
+    node: usize,
+    event_id: u32,
+    subclass: Option<CString>,
+    callback: unsafe extern "C" fn(*mut ffi::switch_event_t),
+    user_data: usize,
+}
+
+struct Session {
+    vars: HashMap<Vec<u8>, CString>,
+}
+
+struct ModuleIface {
+    name: String,
+    apis: Vec<Box<ffi::switch_api_interface_t>>,
+}
+
+/// Owns every allocation of one XML tree handed to the module.
+struct XmlTree {
+    nodes: Vec<Box<ffi::switch_xml>>,
+    strings: Vec<CString>,
+    attrs: Vec<Vec<*mut c_char>>,
+}
+
+#[derive(Default)]
+struct Core {
+    bindings: RwLock<Vec<Binding>>,
+    next_node: AtomicUsize,
+    sessions: Mutex<HashMap<Vec<u8>, Arc<Session>>>,
+    session_locks: AtomicI64,
+    dup_requests: AtomicI64,
+    config_file: Mutex<Option<PathBuf>>,
+    xml_trees: Mutex<HashMap<usize, XmlTree>>,
+    logs: Mutex<Vec<LogLine>>,
+    echo_logs: AtomicBool,
+    completions: Mutex<Vec<String>>,
+    modules: Mutex<Vec<usize>>,
+}
+
+// SAFETY: the raw pointers inside are only touched under the core's locks.
+unsafe impl Send for XmlTree {}
+
+static CORE: LazyLock<Core> = LazyLock::new(Core::default);
+static EXCLUSIVE: Mutex<()> = Mutex::new(());
+
+/// The module is one global instance, like in FreeSWITCH: tests that load it take this.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    EXCLUSIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+// ---------------------------------------------------------------- test-facing API
+
+pub fn set_config_file(path: Option<&Path>) {
+    *CORE.config_file.lock().unwrap() = path.map(Path::to_path_buf);
+}
+
+pub fn echo_logs(on: bool) {
+    CORE.echo_logs.store(on, SeqCst);
+}
+
+pub fn take_logs() -> Vec<LogLine> {
+    std::mem::take(&mut *CORE.logs.lock().unwrap())
+}
+
+pub fn logs() -> Vec<LogLine> {
+    CORE.logs.lock().unwrap().clone()
+}
+
+pub fn completions() -> Vec<String> {
+    CORE.completions.lock().unwrap().clone()
+}
+
+pub fn bound_callbacks() -> usize {
+    CORE.bindings.read().unwrap().len()
+}
+
+pub fn session_locks_held() -> i64 {
+    CORE.session_locks.load(SeqCst)
+}
+
+pub fn dup_requests() -> i64 {
+    CORE.dup_requests.load(SeqCst)
+}
+
+pub fn open_xml_trees() -> usize {
+    CORE.xml_trees.lock().unwrap().len()
+}
+
+/// Makes a live session with these channel variables (names without `variable_`).
+pub fn add_session(uuid: &str, vars: &HashMap<String, String>) {
+    let vars = vars
+        .iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), CString::new(v.as_str()).unwrap()))
+        .collect();
+    CORE.sessions
+        .lock()
+        .unwrap()
+        .insert(uuid.as_bytes().to_vec(), Arc::new(Session { vars }));
+}
+
+/// The session hangs up: later lookups do not find it.
+pub fn remove_session(uuid: &str) {
+    CORE.sessions.lock().unwrap().remove(uuid.as_bytes());
+}
+
+pub fn clear_sessions() {
+    CORE.sessions.lock().unwrap().clear();
+}
+
+/// An event as FreeSWITCH hands it to consumers: a `switch_event_t` with a
+/// linked list of `switch_event_header_t`, all owned here.
+pub struct OwnedEvent {
+    raw: Box<ffi::switch_event_t>,
+    headers: Vec<Box<ffi::switch_event_header_t>>,
+    strings: Vec<CString>,
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    subclass: Option<Vec<u8>>,
+}
+
+// SAFETY: an OwnedEvent is only used by one thread at a time; the pointers are into its own boxes.
+unsafe impl Send for OwnedEvent {}
+
+impl OwnedEvent {
+    /// A CUSTOM event with the given subclass and headers, in order.
+    pub fn custom(subclass: &str, headers: &[(&[u8], &[u8])]) -> OwnedEvent {
+        Self::build(0, Some(subclass.as_bytes()), headers)
+    }
+
+    pub fn build(event_id: u32, subclass: Option<&[u8]>, headers: &[(&[u8], &[u8])]) -> OwnedEvent {
+        let mut ev = OwnedEvent {
+            raw: Box::default(),
+            headers: Vec::new(),
+            strings: Vec::new(),
+            pairs: headers
+                .iter()
+                .map(|(n, v)| (n.to_vec(), v.to_vec()))
+                .collect(),
+            subclass: subclass.map(<[u8]>::to_vec),
+        };
+        ev.raw.event_id = event_id;
+        if let Some(s) = subclass {
+            let s = CString::new(s).unwrap();
+            ev.raw.subclass_name = s.as_ptr().cast_mut();
+            ev.strings.push(s);
+        }
+        for (name, value) in headers {
+            let n = CString::new(*name).expect("header name without NUL");
+            let v = CString::new(*value).expect("header value without NUL");
+            let mut h: Box<ffi::switch_event_header_t> = Box::default();
+            h.name = n.as_ptr().cast_mut();
+            h.value = v.as_ptr().cast_mut();
+            h.idx = 0;
+            ev.strings.push(n);
+            ev.strings.push(v);
+            ev.headers.push(h);
+        }
+        let count = ev.headers.len();
+        for i in 0..count {
+            let next = if i + 1 < count {
+                &mut *ev.headers[i + 1] as *mut ffi::switch_event_header_t
+            } else {
+                null_mut()
+            };
+            ev.headers[i].next = next;
+        }
+        if count > 0 {
+            ev.raw.headers = &mut *ev.headers[0];
+            ev.raw.last_header = &mut *ev.headers[count - 1];
+        }
+        ev
+    }
+
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name.as_bytes())
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// A copy with one header's value replaced (or appended).
+    pub fn with_header(&self, name: &str, value: &[u8]) -> OwnedEvent {
+        let mut pairs = self.pairs.clone();
+        match pairs.iter_mut().find(|(n, _)| n == name.as_bytes()) {
+            Some(p) => p.1 = value.to_vec(),
+            None => pairs.push((name.as_bytes().to_vec(), value.to_vec())),
+        }
+        let refs: Vec<(&[u8], &[u8])> = pairs.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+        Self::build(self.raw.event_id, self.subclass.as_deref(), &refs)
+    }
+}
+
+impl Clone for OwnedEvent {
+    fn clone(&self) -> Self {
+        let refs: Vec<(&[u8], &[u8])> = self.pairs.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+        Self::build(self.raw.event_id, self.subclass.as_deref(), &refs)
+    }
+}
+
+/// Delivers the event to every matching bound callback, as switch_event_deliver does:
+/// under the read lock, with `bind_user_data` set from the binding.
+pub fn fire(ev: &mut OwnedEvent) {
+    let bindings = CORE.bindings.read().unwrap();
+    for b in bindings.iter() {
+        if b.event_id != ev.raw.event_id {
+            continue;
+        }
+        if let Some(sub) = &b.subclass {
+            let matches = ev
+                .subclass
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case(sub.to_bytes()));
+            if !matches {
+                continue;
+            }
+        }
+        ev.raw.bind_user_data = b.user_data as *mut c_void;
+        // SAFETY: the callback was bound by the loaded module and stays valid until unbind,
+        // which cannot run while we hold the read lock.
+        unsafe { (b.callback)(&mut *ev.raw) };
+    }
+}
+
+/// Runs an fs_cli API command through the interface the module registered.
+pub fn api(command: &str, args: &str) -> Option<String> {
+    let modules = CORE.modules.lock().unwrap();
+    for &m in modules.iter() {
+        // SAFETY: registered module interfaces live until their module is unloaded.
+        let module = unsafe { &*(m as *const ModuleIface) };
+        for api in &module.apis {
+            if api.interface_name.is_null() {
+                continue;
+            }
+            // SAFETY: the module set interface_name to a static C string.
+            let name = unsafe { CStr::from_ptr(api.interface_name) };
+            if name.to_bytes() != command.as_bytes() {
+                continue;
+            }
+            let func = api.function.expect("API interface without a function");
+            let cargs = CString::new(args).unwrap();
+            let mut stream = ffi::switch_stream_handle_t::default();
+            // SAFETY: host.c initialises and frees the stream like FreeSWITCH's SWITCH_STANDARD_STREAM.
+            unsafe {
+                cc_events_host_stream_init(&mut stream);
+                func(cargs.as_ptr(), null_mut(), &mut stream);
+                let out = CStr::from_ptr(stream.data as *const c_char)
+                    .to_string_lossy()
+                    .into_owned();
+                cc_events_host_stream_free(&mut stream);
+                return Some(out);
+            }
+        }
+    }
+    None
+}
+
+/// The module's `.so`, built by cargo next to the test/bench/example binaries.
+pub fn module_path() -> PathBuf {
+    if let Ok(p) = std::env::var("CC_EVENTS_MODULE") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    profile_dir.join("libmod_cc_events.so")
+}
+
+/// A module loaded the way FreeSWITCH loads one.
+pub struct LoadedModule {
+    lib: *mut c_void,
+    table: *const ffi::switch_loadable_module_function_table_t,
+    iface: usize,
+}
+
+// SAFETY: handles are used from one thread at a time by the tests.
+unsafe impl Send for LoadedModule {}
+
+#[derive(Debug)]
+pub struct LoadError {
+    pub status: u32,
+    pub message: String,
+}
+
+impl LoadedModule {
+    /// dlopen, look up `mod_cc_events_module_interface`, check the API version, call load.
+    pub fn load() -> Result<LoadedModule, LoadError> {
+        Self::load_from(&module_path())
+    }
+
+    pub fn load_from(path: &Path) -> Result<LoadedModule, LoadError> {
+        let cpath = CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: plain dlopen/dlsym on a path we built; FreeSWITCH uses RTLD_NOW | RTLD_LOCAL.
+        unsafe {
+            let lib = libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            if lib.is_null() {
+                let err = CStr::from_ptr(libc::dlerror())
+                    .to_string_lossy()
+                    .into_owned();
+                return Err(LoadError {
+                    status: u32::MAX,
+                    message: format!("dlopen {}: {err}", path.display()),
+                });
+            }
+            let sym = libc::dlsym(lib, c"mod_cc_events_module_interface".as_ptr());
+            if sym.is_null() {
+                libc::dlclose(lib);
+                return Err(LoadError {
+                    status: u32::MAX,
+                    message: "no mod_cc_events_module_interface symbol".into(),
+                });
+            }
+            let table = sym as *const ffi::switch_loadable_module_function_table_t;
+            if (*table).switch_api_version != ffi::SWITCH_API_VERSION as i32 {
+                libc::dlclose(lib);
+                return Err(LoadError {
+                    status: u32::MAX,
+                    message: format!("api version {}", (*table).switch_api_version),
+                });
+            }
+            let load = (*table).load.expect("module table without load");
+            let mut iface: *mut ffi::switch_loadable_module_interface_t = null_mut();
+            // The pool is opaque to modules; any stable address will do.
+            let pool = &*CORE as *const Core as *mut ffi::switch_memory_pool_t;
+            let status = load(&mut iface, pool);
+            if status != ffi::switch_status_t_SWITCH_STATUS_SUCCESS {
+                if !iface.is_null() {
+                    destroy_module_iface(iface as usize);
+                }
+                libc::dlclose(lib);
+                return Err(LoadError {
+                    status,
+                    message: "load returned failure".into(),
+                });
+            }
+            assert!(
+                !iface.is_null(),
+                "load succeeded without a module interface"
+            );
+            Ok(LoadedModule {
+                lib,
+                table,
+                iface: iface as usize,
+            })
+        }
+    }
+
+    /// shutdown, drop the module's interfaces, dlclose: what `unload` does.
+    pub fn unload(self) -> u32 {
+        // SAFETY: table and lib come from a successful load and are used once here.
+        unsafe {
+            let shutdown = (*self.table)
+                .shutdown
+                .expect("module table without shutdown");
+            let status = shutdown();
+            destroy_module_iface(self.iface);
+            libc::dlclose(self.lib);
+            status
+        }
+    }
+}
+
+fn destroy_module_iface(ptr: usize) {
+    CORE.modules.lock().unwrap().retain(|&m| m != ptr);
+    // SAFETY: ptr came from Box::into_raw in switch_loadable_module_create_module_interface.
+    drop(unsafe { Box::from_raw(ptr as *mut ModuleIface) });
+}
+
+extern "C" {
+    fn cc_events_host_stream_init(stream: *mut ffi::switch_stream_handle_t);
+    fn cc_events_host_stream_free(stream: *mut ffi::switch_stream_handle_t);
+}
+
+// ---------------------------------------------------------------- the core functions
+
+#[no_mangle]
+pub extern "C" fn cc_events_host_log(
+    level: c_int,
+    _file: *const c_char,
+    _func: *const c_char,
+    _line: c_int,
+    msg: *const c_char,
+) {
+    // SAFETY: host.c passes the formatted NUL-terminated message.
+    let text = unsafe { CStr::from_ptr(msg) }
+        .to_string_lossy()
+        .into_owned();
+    if CORE.echo_logs.load(SeqCst) {
+        eprint!("[module log {level}] {text}");
+    }
+    CORE.logs.lock().unwrap().push(LogLine { level, text });
+}
+
+#[no_mangle]
+pub extern "C" fn switch_loadable_module_create_module_interface(
+    _pool: *mut ffi::switch_memory_pool_t,
+    name: *const c_char,
+) -> *mut ffi::switch_loadable_module_interface_t {
+    // SAFETY: the module passes a NUL-terminated name.
+    let name = unsafe { CStr::from_ptr(name) }
+        .to_string_lossy()
+        .into_owned();
+    let m = Box::into_raw(Box::new(ModuleIface {
+        name,
+        apis: Vec::new(),
+    }));
+    CORE.modules.lock().unwrap().push(m as usize);
+    m.cast()
+}
+
+#[no_mangle]
+pub extern "C" fn switch_loadable_module_create_interface(
+    module: *mut ffi::switch_loadable_module_interface_t,
+    iname: ffi::switch_module_interface_name_t,
+) -> *mut c_void {
+    if iname != ffi::switch_module_interface_name_t_SWITCH_API_INTERFACE || module.is_null() {
+        return null_mut();
+    }
+    // SAFETY: module came from switch_loadable_module_create_module_interface.
+    let module = unsafe { &mut *(module as *mut ModuleIface) };
+    let mut api: Box<ffi::switch_api_interface_t> = Box::default();
+    let ptr: *mut ffi::switch_api_interface_t = &mut *api;
+    module.apis.push(api);
+    ptr.cast()
+}
+
+#[no_mangle]
+pub extern "C" fn switch_event_bind_removable(
+    _id: *const c_char,
+    event: ffi::switch_event_types_t,
+    subclass_name: *const c_char,
+    callback: ffi::switch_event_callback_t,
+    user_data: *mut c_void,
+    node: *mut *mut ffi::switch_event_node_t,
+) -> ffi::switch_status_t {
+    let Some(callback) = callback else {
+        return ffi::switch_status_t_SWITCH_STATUS_FALSE;
+    };
+    let subclass = (!subclass_name.is_null())
+        // SAFETY: non-null subclass is NUL-terminated; FreeSWITCH copies it, so do we.
+        .then(|| unsafe { CStr::from_ptr(subclass_name) }.to_owned());
+    let id = CORE.next_node.fetch_add(1, SeqCst) + 0x1000;
+    CORE.bindings.write().unwrap().push(Binding {
+        node: id,
+        event_id: event,
+        subclass,
+        callback,
+        user_data: user_data as usize,
+    });
+    if !node.is_null() {
+        // SAFETY: node is the module's out-pointer.
+        unsafe { *node = id as *mut ffi::switch_event_node_t };
+    }
+    ffi::switch_status_t_SWITCH_STATUS_SUCCESS
+}
+
+#[no_mangle]
+pub extern "C" fn switch_event_unbind(
+    node: *mut *mut ffi::switch_event_node_t,
+) -> ffi::switch_status_t {
+    if node.is_null() {
+        return ffi::switch_status_t_SWITCH_STATUS_FALSE;
+    }
+    // SAFETY: node is the module's in/out pointer.
+    let id = unsafe { *node } as usize;
+    let mut bindings = CORE.bindings.write().unwrap();
+    let before = bindings.len();
+    bindings.retain(|b| b.node != id);
+    let found = bindings.len() != before;
+    // SAFETY: as above; FreeSWITCH clears the caller's node.
+    unsafe { *node = null_mut() };
+    if found {
+        ffi::switch_status_t_SWITCH_STATUS_SUCCESS
+    } else {
+        ffi::switch_status_t_SWITCH_STATUS_FALSE
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn switch_event_get_header_idx(
+    event: *mut ffi::switch_event_t,
+    header_name: *const c_char,
+    _idx: c_int,
+) -> *mut c_char {
+    if event.is_null() || header_name.is_null() {
+        return null_mut();
+    }
+    // SAFETY: a valid event and NUL-terminated name, as FreeSWITCH requires.
+    unsafe {
+        let want = CStr::from_ptr(header_name).to_bytes();
+        let mut h = (*event).headers;
+        while let Some(hdr) = h.as_ref() {
+            if CStr::from_ptr(hdr.name)
+                .to_bytes()
+                .eq_ignore_ascii_case(want)
+            {
+                return hdr.value;
+            }
+            h = hdr.next;
+        }
+    }
+    null_mut()
+}
+
+#[no_mangle]
+pub extern "C" fn switch_core_session_perform_locate(
+    uuid_str: *const c_char,
+    _file: *const c_char,
+    _func: *const c_char,
+    _line: c_int,
+) -> *mut ffi::switch_core_session_t {
+    if uuid_str.is_null() {
+        return null_mut();
+    }
+    // SAFETY: NUL-terminated UUID from the module.
+    let uuid = unsafe { CStr::from_ptr(uuid_str) }.to_bytes();
+    match CORE.sessions.lock().unwrap().get(uuid) {
+        Some(s) => {
+            CORE.session_locks.fetch_add(1, SeqCst);
+            Arc::into_raw(s.clone()).cast_mut().cast()
+        }
+        None => null_mut(),
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn switch_core_session_get_channel(
+    session: *mut ffi::switch_core_session_t,
+) -> *mut ffi::switch_channel_t {
+    // One channel per session; the test host uses the session's address for both.
+    session.cast()
+}
+
+#[no_mangle]
+pub extern "C" fn switch_core_session_rwunlock(session: *mut ffi::switch_core_session_t) {
+    assert!(!session.is_null(), "rwunlock(NULL)");
+    CORE.session_locks.fetch_sub(1, SeqCst);
+    // SAFETY: session came from Arc::into_raw in perform_locate, released once here.
+    drop(unsafe { Arc::from_raw(session as *const Session) });
+}
+
+#[no_mangle]
+pub extern "C" fn switch_channel_get_variable_dup(
+    channel: *mut ffi::switch_channel_t,
+    varname: *const c_char,
+    dup: ffi::switch_bool_t,
+    _idx: c_int,
+) -> *const c_char {
+    if dup != ffi::switch_bool_t_SWITCH_FALSE {
+        // A dup would be allocated from the session pool on every event.
+        CORE.dup_requests.fetch_add(1, SeqCst);
+    }
+    // SAFETY: channel is a locked session (see get_channel); varname is NUL-terminated.
+    let (session, name) = unsafe {
+        (
+            &*(channel as *const Session),
+            CStr::from_ptr(varname).to_bytes(),
+        )
+    };
+    session
+        .vars
+        .get(name)
+        .map_or(std::ptr::null(), |v| v.as_ptr())
+}
+
+#[no_mangle]
+pub extern "C" fn switch_xml_open_cfg(
+    file_path: *const c_char,
+    node: *mut ffi::switch_xml_t,
+    _params: *mut ffi::switch_event_t,
+) -> ffi::switch_xml_t {
+    // SAFETY: NUL-terminated name and a valid out-pointer, from the module.
+    let want = unsafe { CStr::from_ptr(file_path) }
+        .to_string_lossy()
+        .into_owned();
+    unsafe { *node = null_mut() };
+    let Some(path) = CORE.config_file.lock().unwrap().clone() else {
+        return null_mut();
+    };
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return null_mut();
+    };
+    let doc = roxmltree::Document::parse(&text)
+        .unwrap_or_else(|e| panic!("test config {} is not XML: {e}", path.display()));
+    let Some(cfg) = doc
+        .descendants()
+        .find(|n| n.has_tag_name("configuration") && n.attribute("name") == Some(want.as_str()))
+    else {
+        return null_mut();
+    };
+    let mut tree = XmlTree {
+        nodes: Vec::new(),
+        strings: Vec::new(),
+        attrs: Vec::new(),
+    };
+    let root = tree.alloc("document", &[], null_mut());
+    let cfg_node = tree.build(cfg, root);
+    // SAFETY: both nodes are owned by `tree`, which lives until switch_xml_free.
+    unsafe {
+        (*root).child = cfg_node;
+        *node = cfg_node;
+    }
+    CORE.xml_trees.lock().unwrap().insert(root as usize, tree);
+    root
+}
+
+impl XmlTree {
+    fn cstr(&mut self, s: &str) -> *mut c_char {
+        let c = CString::new(s).unwrap();
+        let p = c.as_ptr().cast_mut();
+        self.strings.push(c);
+        p
+    }
+
+    fn alloc(
+        &mut self,
+        name: &str,
+        attrs: &[(&str, &str)],
+        parent: ffi::switch_xml_t,
+    ) -> ffi::switch_xml_t {
+        let mut n: Box<ffi::switch_xml> = Box::default();
+        n.name = self.cstr(name);
+        let mut arr: Vec<*mut c_char> = Vec::new();
+        for (k, v) in attrs {
+            arr.push(self.cstr(k));
+            arr.push(self.cstr(v));
+        }
+        arr.push(null_mut());
+        n.attr = arr.as_mut_ptr();
+        self.attrs.push(arr);
+        n.txt = self.cstr("");
+        n.parent = parent;
+        let p: *mut ffi::switch_xml = &mut *n;
+        self.nodes.push(n);
+        p
+    }
+
+    /// Links children like FreeSWITCH's parser: `child` is the first, `sibling`
+    /// jumps to the next different name, `next` to the next of the same name.
+    fn build(&mut self, el: roxmltree::Node, parent: ffi::switch_xml_t) -> ffi::switch_xml_t {
+        let attrs: Vec<(&str, &str)> = el.attributes().map(|a| (a.name(), a.value())).collect();
+        let me = self.alloc(el.tag_name().name(), &attrs, parent);
+        let mut firsts: Vec<ffi::switch_xml_t> = Vec::new();
+        let mut lasts: HashMap<String, ffi::switch_xml_t> = HashMap::new();
+        let mut prev_ordered: ffi::switch_xml_t = null_mut();
+        for child in el.children().filter(|c| c.is_element()) {
+            let c = self.build(child, me);
+            let name = child.tag_name().name().to_string();
+            // SAFETY: all nodes are owned by self and alive.
+            unsafe {
+                if let Some(&last) = lasts.get(&name) {
+                    (*last).next = c;
+                } else {
+                    if let Some(&prev_first) = firsts.last() {
+                        (*prev_first).sibling = c;
+                    } else {
+                        (*me).child = c;
+                    }
+                    firsts.push(c);
+                }
+                if !prev_ordered.is_null() {
+                    (*prev_ordered).ordered = c;
+                }
+            }
+            lasts.insert(name, c);
+            prev_ordered = c;
+        }
+        me
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn switch_xml_child(
+    xml: ffi::switch_xml_t,
+    name: *const c_char,
+) -> ffi::switch_xml_t {
+    if xml.is_null() {
+        return null_mut();
+    }
+    // SAFETY: xml is a node of a live tree; names are NUL-terminated.
+    unsafe {
+        let want = CStr::from_ptr(name);
+        let mut c = (*xml).child;
+        while !c.is_null() && CStr::from_ptr((*c).name) != want {
+            c = (*c).sibling;
+        }
+        c
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn switch_xml_attr_soft(
+    xml: ffi::switch_xml_t,
+    attr: *const c_char,
+) -> *const c_char {
+    if xml.is_null() {
+        return c"".as_ptr();
+    }
+    // SAFETY: attr arrays are NULL-terminated name/value pairs owned by the tree.
+    unsafe {
+        let want = CStr::from_ptr(attr);
+        let mut a = (*xml).attr;
+        while !a.is_null() && !(*a).is_null() {
+            if CStr::from_ptr(*a) == want {
+                return *a.add(1);
+            }
+            a = a.add(2);
+        }
+    }
+    c"".as_ptr()
+}
+
+#[no_mangle]
+pub extern "C" fn switch_xml_free(xml: ffi::switch_xml_t) {
+    let removed = CORE.xml_trees.lock().unwrap().remove(&(xml as usize));
+    assert!(
+        removed.is_some() || xml.is_null(),
+        "switch_xml_free of a node that is not an open root"
+    );
+}
+
+#[no_mangle]
+pub extern "C" fn switch_console_set_complete(string: *const c_char) -> ffi::switch_status_t {
+    // SAFETY: NUL-terminated from the module.
+    let s = unsafe { CStr::from_ptr(string) }
+        .to_string_lossy()
+        .into_owned();
+    CORE.completions.lock().unwrap().push(s);
+    ffi::switch_status_t_SWITCH_STATUS_SUCCESS
+}

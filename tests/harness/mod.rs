@@ -1,0 +1,45 @@
+//! The FreeSWITCH host harness: loads the built module exactly as FreeSWITCH
+//! does and plays the core's part, with a real redis-server behind it.
+#![allow(dead_code)]
+
+pub mod core;
+pub mod fixtures;
+pub mod redis;
+
+/// The same bindings the module is built with (see build.rs).
+#[allow(
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals,
+    dead_code
+)]
+#[allow(clippy::all)]
+pub mod ffi {
+    include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+}
+
+use std::path::PathBuf;
+
+/// Writes a cc_events.conf.xml with these params and points the host at it.
+pub fn write_config(params: &[(&str, &str)]) -> PathBuf {
+    let dir = redis::temp_dir("conf");
+    let mut xml = String::from(
+        "<configuration name=\"cc_events.conf\" description=\"test\">\n  <settings>\n",
+    );
+    for (n, v) in params {
+        xml.push_str(&format!("    <param name=\"{n}\" value=\"{v}\"/>\n"));
+    }
+    xml.push_str("  </settings>\n</configuration>\n");
+    let path = dir.join("cc_events.conf.xml");
+    std::fs::write(&path, xml).unwrap();
+    core::set_config_file(Some(&path));
+    path
+}
+
+/// Config pointing at a test Redis on `port`, plus any extra params.
+pub fn config_for(port: u16, extra: &[(&str, &str)]) -> PathBuf {
+    let port = port.to_string();
+    let mut params = vec![("port", port.as_str()), ("reconnect-max-ms", "200")];
+    params.extend_from_slice(extra);
+    write_config(&params)
+}

@@ -1,0 +1,227 @@
+//! A real redis-server on a free loopback port, and a real subscriber.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Polls `cond` until it holds or `limit` passes. Waiting on a condition with a
+/// bound, not sleeping as a way to synchronise.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "cc_events-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, SeqCst)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        Self::start_on(free_port())
+    }
+
+    /// Starts redis-server on `port` and waits (bounded) until it answers PING.
+    pub fn start_on(port: u16) -> RedisServer {
+        Self::start_with(port, &[])
+    }
+
+    pub fn start_with(port: u16, extra: &[&str]) -> RedisServer {
+        let dir = temp_dir("redis");
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server not found: install Debian's redis-server package");
+        let mut s = RedisServer {
+            port,
+            child: Some(child),
+            dir,
+        };
+        let up = wait_until(Duration::from_secs(10), || s.ping());
+        assert!(
+            up,
+            "redis-server on port {port} did not answer PING within 10 s"
+        );
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn ping(&mut self) -> bool {
+        if let Some(c) = self.child.as_mut() {
+            if let Ok(Some(_)) = c.try_wait() {
+                return false;
+            }
+        }
+        let Ok(client) = redis::Client::open(self.url()) else {
+            return false;
+        };
+        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(200)) else {
+            return false;
+        };
+        redis::cmd("PING").query::<String>(&mut conn).is_ok()
+    }
+
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .unwrap()
+    }
+
+    /// Number of clients connected (the module's connection shows up here).
+    pub fn clients(&self) -> usize {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut self.connection())
+            .unwrap();
+        list.lines().count().saturating_sub(1)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Wait until the port no longer accepts, so "Redis is down" really holds.
+        let port = self.port;
+        wait_until(Duration::from_secs(5), || {
+            TcpStream::connect(("127.0.0.1", port)).is_err()
+        });
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A SUBSCRIBE client on its own thread, collecting messages in arrival order.
+pub struct Subscriber {
+    rx: Receiver<String>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Subscriber {
+    /// Returns once Redis reports the subscription (PUBSUB NUMSUB), so nothing published after is missed.
+    pub fn new(server: &RedisServer, channel: &str) -> Subscriber {
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let url = server.url();
+        let ch = channel.to_string();
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let client = redis::Client::open(url).unwrap();
+            let mut conn = client.get_connection().unwrap();
+            conn.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let mut ps = conn.as_pubsub();
+            ps.subscribe(&ch).unwrap();
+            while !stop2.load(SeqCst) {
+                match ps.get_message() {
+                    Ok(msg) => {
+                        let payload: Vec<u8> = msg.get_payload().unwrap();
+                        if tx.send(String::from_utf8(payload).unwrap()).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.is_timeout() => continue,
+                    Err(e) => panic!("subscriber: {e}"),
+                }
+            }
+        });
+        let mut conn = server.connection();
+        let ready = wait_until(Duration::from_secs(5), || {
+            let (_, n): (String, i64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(channel)
+                .query(&mut conn)
+                .unwrap();
+            n >= 1
+        });
+        assert!(ready, "subscriber did not subscribe within 5 s");
+        Subscriber {
+            rx,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits for exactly `n` messages, failing after `limit`.
+    pub fn take(&self, n: usize, limit: Duration) -> Vec<String> {
+        let end = Instant::now() + limit;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(m) => out.push(m),
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "got {} of {n} messages within {limit:?}; last: {:?}",
+                    out.len(),
+                    out.last()
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!("subscriber thread died"),
+            }
+        }
+        out
+    }
+
+    /// Messages already received, without waiting.
+    pub fn drain(&self) -> Vec<String> {
+        self.rx.try_iter().collect()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.stop.store(true, SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! What a Redis subscriber receives for real mod_callcenter events, loaded and
+//! fired through the FreeSWITCH host harness.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::core::{self, LoadedModule, OwnedEvent};
+use harness::fixtures;
+use harness::redis::{RedisServer, Subscriber};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+// The seed document's two examples, without the document's surrounding quotes.
+const SEED_OFFERING: &str = r#"{"Offering-Call-Agent:" : {"callrequest_id": "276547", "CC_Agent": "tenant-1@areski", "campaign_id": "295", "CC_Member_CID_Name": "Outbound Call", "CC_Agent_System": "single_box", "phonenumber": "34650844400", "callerid_number": "34650844400", "CC_Member_Session_UUID": "4dbd89c2-8e54-43a6-a0b4-a7d26b09ae6c", "CC_Member_UUID": "33e7df24-133c-47c1-9aec-b985d507d43e", "CC_Member_CID_Number": "34650110022", "CC_Queue": "tenant-1@areski-queue"}}"#;
+const SEED_STATUS: &str = r#"{"Agent-Status-Change:" : {"CC_Agent": "tenant-1@areski", "CC_Agent_Status": "Logged Out"}}"#;
+
+fn status_event(agent: &str, status: &str) -> OwnedEvent {
+    OwnedEvent::custom(
+        "callcenter::info",
+        &[
+            (b"Event-Name", b"CUSTOM"),
+            (b"CC-Agent", agent.as_bytes()),
+            (b"CC-Action", b"agent-status-change"),
+            (b"CC-Agent-Status", status.as_bytes()),
+        ],
+    )
+}
+
+/// The fixture's first agent-offering, rewritten to the seed example's values.
+fn seed_offering_event() -> OwnedEvent {
+    let f = fixtures::events()
+        .into_iter()
+        .find(|f| f.file == "005-agent-offering.txt")
+        .unwrap();
+    f.event()
+        .with_header(
+            "CC-Member-Session-UUID",
+            b"4dbd89c2-8e54-43a6-a0b4-a7d26b09ae6c",
+        )
+        .with_header("CC-Member-UUID", b"33e7df24-133c-47c1-9aec-b985d507d43e")
+}
+
+fn seed_member_session() {
+    let vars = [
+        ("callrequest_id", "276547"),
+        ("campaign_id", "295"),
+        ("phonenumber", "34650844400"),
+        ("callerid_number", "34650844400"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    core::add_session("4dbd89c2-8e54-43a6-a0b4-a7d26b09ae6c", &vars);
+}
+
+#[test]
+fn seed_examples_arrive_byte_for_byte() {
+    let _g = core::exclusive();
+    let redis = RedisServer::start();
+    harness::config_for(redis.port, &[]);
+    let sub = Subscriber::new(&redis, "callcenter_events");
+    let module = LoadedModule::load().expect("load");
+    seed_member_session();
+
+    core::fire(&mut seed_offering_event());
+    core::fire(&mut status_event("tenant-1@areski", "Logged Out"));
+    let got = sub.take(2, WAIT);
+    assert_eq!(got[0], SEED_OFFERING);
+    assert_eq!(got[1], SEED_STATUS);
+
+    assert_eq!(module.unload(), 0);
+    assert_eq!(
+        core::session_locks_held(),
+        0,
+        "every located session was unlocked"
+    );
+    assert_eq!(
+        core::dup_requests(),
+        0,
+        "variables are read without pool copies"
+    );
+}
+
+#[test]
+fn recorded_scenario_publishes_exactly_the_expected_payloads() {
+    let _g = core::exclusive();
+    let redis = RedisServer::start();
+    harness::config_for(redis.port, &[]);
+    let sub = Subscriber::new(&redis, "callcenter_events");
+    fixtures::add_member_sessions();
+    let module = LoadedModule::load().expect("load");
+
+    for f in fixtures::events() {
+        core::fire(&mut f.event());
+    }
+    // A marker after the 45 events: once it arrives, anything the ignored
+    // actions might have published would already be here.
+    core::fire(&mut status_event("marker", "end"));
+
+    let expected: Vec<String> =
+        std::fs::read_to_string(fixtures::dir().join("expected-payloads.txt"))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+    assert_eq!(expected.len(), 13);
+    let got = sub.take(expected.len() + 1, WAIT);
+    assert_eq!(&got[..expected.len()], &expected[..]);
+    assert_eq!(
+        got[expected.len()],
+        r#"{"Agent-Status-Change:" : {"CC_Agent": "marker", "CC_Agent_Status": "end"}}"#
+    );
+
+    let status = core::api("cc_events", "status").unwrap();
+    assert!(status.contains("received:   14\n"), "{status}");
+    assert!(status.contains("published:  14\n"), "{status}");
+    module.unload();
+    core::clear_sessions();
+}
+
+#[test]
+fn vanished_member_session_leaves_out_the_channel_variables() {
+    let _g = core::exclusive();
+    let redis = RedisServer::start();
+    harness::config_for(redis.port, &[]);
+    let sub = Subscriber::new(&redis, "callcenter_events");
+    let module = LoadedModule::load().expect("load");
+    seed_member_session();
+    core::remove_session("4dbd89c2-8e54-43a6-a0b4-a7d26b09ae6c");
+
+    core::fire(&mut seed_offering_event());
+    let got = sub.take(1, WAIT);
+    assert_eq!(
+        got[0],
+        r#"{"Offering-Call-Agent:" : {"CC_Agent": "tenant-1@areski", "CC_Member_CID_Name": "Outbound Call", "CC_Agent_System": "single_box", "CC_Member_Session_UUID": "4dbd89c2-8e54-43a6-a0b4-a7d26b09ae6c", "CC_Member_UUID": "33e7df24-133c-47c1-9aec-b985d507d43e", "CC_Member_CID_Number": "34650110022", "CC_Queue": "tenant-1@areski-queue"}}"#
+    );
+    module.unload();
+    assert_eq!(core::session_locks_held(), 0);
+}
+
+#[test]
+fn other_events_subclasses_and_malformed_events_publish_nothing_and_never_crash() {
+    let _g = core::exclusive();
+    let redis = RedisServer::start();
+    harness::config_for(redis.port, &[]);
+    let sub = Subscriber::new(&redis, "callcenter_events");
+    let module = LoadedModule::load().expect("load");
+    let status = status_event("tenant-1@areski", "Available");
+    let headers: Vec<(&[u8], &[u8])> = vec![
+        (b"CC-Agent", b"x"),
+        (b"CC-Action", b"agent-status-change"),
+        (b"CC-Agent-Status", b"Available"),
+    ];
+
+    // Same headers, but not CUSTOM callcenter::info: the host does not even deliver
+    // the first two; the module must ignore the third (a subclass-less CUSTOM).
+    core::fire(&mut OwnedEvent::build(7, None, &headers));
+    core::fire(&mut OwnedEvent::custom("callcenter::other", &headers));
+    core::fire(&mut OwnedEvent::build(0, None, &headers));
+    // callcenter::info without an action, with an empty one, with no headers at all.
+    core::fire(&mut OwnedEvent::custom(
+        "callcenter::info",
+        &[(b"CC-Agent", b"x")],
+    ));
+    core::fire(&mut status.with_header("CC-Action", b""));
+    core::fire(&mut OwnedEvent::custom("callcenter::info", &[]));
+    // Invalid UTF-8 and a 1 MB value: published, as valid JSON, bounded.
+    core::fire(&mut status.with_header("CC-Agent", b"\xff\xfeagent"));
+    core::fire(&mut status.with_header("CC-Agent-Status", &vec![b'A'; 1 << 20]));
+    core::fire(&mut status_event("marker", "end"));
+
+    let got = sub.take(3, WAIT);
+    let v: serde_json::Value = serde_json::from_str(&got[0]).unwrap();
+    assert_eq!(
+        v["Agent-Status-Change:"]["CC_Agent"],
+        "\u{fffd}\u{fffd}agent"
+    );
+    let v: serde_json::Value = serde_json::from_str(&got[1]).unwrap();
+    let long = v["Agent-Status-Change:"]["CC_Agent_Status"]
+        .as_str()
+        .unwrap();
+    assert_eq!(long.len(), 1024, "huge values are cut to 1024 bytes");
+    assert!(
+        got[2].contains("marker"),
+        "nothing else was published: {got:?}"
+    );
+    assert!(
+        !core::logs().iter().any(|l| l.text.contains("panic")),
+        "{:?}",
+        core::logs()
+    );
+    module.unload();
+}
