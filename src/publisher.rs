@@ -157,11 +157,11 @@ impl Worker {
     fn run(self) {
         let mut conn: Option<redis::Connection> = None;
         let mut backoff = Backoff::new(self.settings.reconnect_min, self.settings.reconnect_max);
-        // Formatted payloads taken off the queue, in order, not yet confirmed by Redis.
+        // Formatted payloads taken off the queue, in order, not yet accepted by Redis.
         let mut batch: Vec<Vec<u8>> = Vec::with_capacity(self.settings.batch_size);
         let mut drops = DropReporter::default();
+        let mut health = Health::default();
         let mut ever_connected = false;
-        let mut failing_since: Option<String> = None;
 
         loop {
             drops.report(&self.stats, &self.log);
@@ -171,25 +171,20 @@ impl Worker {
             }
 
             let Some(c) = conn.as_mut() else {
-                let timeout = match deadline {
-                    Some(d) => d
-                        .saturating_duration_since(Instant::now())
-                        .min(self.settings.redis.connect_timeout),
-                    None => self.settings.redis.connect_timeout,
-                };
+                let limit = self.settings.redis.connect_timeout;
+                let timeout = deadline.map_or(limit, |d| {
+                    d.saturating_duration_since(Instant::now()).min(limit)
+                });
                 match connect(&self.settings.redis, timeout) {
                     Ok(c) => {
                         if ever_connected {
                             self.stats.reconnects.fetch_add(1, Relaxed);
                         }
                         ever_connected = true;
-                        failing_since = None;
-                        backoff.reset();
                         self.stats.connected.store(true, Relaxed);
-                        (self.log)(
-                            Level::Info,
-                            &format!("connected to Redis at {}", self.settings.redis.describe()),
-                        );
+                        if health.connected(&self.log, &self.settings.redis.describe()) {
+                            backoff.reset();
+                        }
                         conn = Some(c);
                     }
                     Err(e) => {
@@ -197,19 +192,8 @@ impl Worker {
                             "cannot connect to Redis at {}: {e}; check host/port/username/password/db in cc_events.conf and that Redis is running",
                             self.settings.redis.describe()
                         );
-                        // One line per failure streak (and when the reason changes), not one per retry.
-                        if failing_since.as_deref() != Some(msg.as_str()) {
-                            (self.log)(Level::Error, &msg);
-                            failing_since = Some(msg.clone());
-                        }
-                        self.stats.set_error(msg);
-                        let pause = backoff.next_delay();
-                        match deadline {
-                            None => self.stop.sleep(pause),
-                            Some(d) => std::thread::sleep(
-                                pause.min(d.saturating_duration_since(Instant::now())),
-                            ),
-                        }
+                        health.failed(&self.log, &self.stats, msg, Cause::Connect);
+                        self.pause(backoff.next_delay(), deadline);
                     }
                 }
                 continue;
@@ -232,20 +216,19 @@ impl Worker {
                 }
             }
 
-            match publish_batch(c, &self.settings.channel, &batch) {
-                Ok(()) => {
-                    self.stats.published.fetch_add(batch.len() as u64, Relaxed);
-                    batch.clear();
+            let (accepted, error) = publish_batch(c, &self.settings.channel, &mut batch);
+            self.stats.published.fetch_add(accepted as u64, Relaxed);
+            match error {
+                None => {
+                    health.published();
+                    backoff.reset();
                 }
-                Err(e) => {
-                    // The batch is kept and sent again after reconnecting, so
-                    // nothing is lost; Redis may see part of it twice.
-                    let msg =
-                        format!("lost the Redis connection while publishing: {e}; reconnecting");
-                    (self.log)(Level::Warning, &msg);
-                    self.stats.set_error(msg);
+                Some(e) => {
+                    let msg = format!("publishing to Redis failed: {e}; will reconnect and retry");
+                    health.failed(&self.log, &self.stats, msg, Cause::Publish);
                     self.stats.connected.store(false, Relaxed);
                     conn = None;
+                    self.pause(backoff.next_delay(), deadline);
                 }
             }
         }
@@ -258,6 +241,14 @@ impl Worker {
         }
         self.stats.lost.fetch_add(lost, Relaxed);
         drops.report(&self.stats, &self.log);
+    }
+
+    /// Backoff between attempts: interruptible by shutdown, and never past the flush deadline.
+    fn pause(&self, d: Duration, deadline: Option<Instant>) {
+        match deadline {
+            None => self.stop.sleep(d),
+            Some(end) => std::thread::sleep(d.min(end.saturating_duration_since(Instant::now()))),
+        }
     }
 
     fn next_event(&self, stopping: bool) -> Next {
@@ -299,20 +290,92 @@ fn connect(s: &RedisSettings, timeout: Duration) -> redis::RedisResult<redis::Co
     Ok(conn)
 }
 
-/// One round trip for the whole batch.
+/// Sends the whole batch in one round trip and removes from it what Redis
+/// accepted. Returns how many were accepted and the first error, if any. What
+/// stays in the batch (refused with an error reply such as NOAUTH or NOPERM, or
+/// unconfirmed after an I/O error) is sent again, in order, after reconnecting.
 fn publish_batch(
     conn: &mut redis::Connection,
     channel: &str,
-    batch: &[Vec<u8>],
-) -> redis::RedisResult<()> {
+    batch: &mut Vec<Vec<u8>>,
+) -> (usize, Option<redis::RedisError>) {
+    use redis::ConnectionLike;
     let mut pipe = redis::pipe();
-    for payload in batch {
-        pipe.cmd("PUBLISH")
-            .arg(channel)
-            .arg(payload.as_slice())
-            .ignore();
+    for payload in batch.iter() {
+        pipe.cmd("PUBLISH").arg(channel).arg(payload.as_slice());
     }
-    pipe.exec(conn)
+    // The raw replies, one per command: redis-rs's higher-level pipeline calls
+    // either drop error replies (ignored commands) or fail the whole batch.
+    let replies = match conn.req_packed_commands(&pipe.get_packed_pipeline(), 0, batch.len()) {
+        Ok(r) => r,
+        Err(e) => return (0, Some(e)),
+    };
+    let mut accepted = 0;
+    let mut first_error = None;
+    let mut replies = replies.into_iter();
+    batch.retain(|_| match replies.next() {
+        Some(redis::Value::ServerError(e)) => {
+            first_error.get_or_insert_with(|| e.into());
+            true
+        }
+        Some(_) => {
+            accepted += 1;
+            false
+        }
+        None => true,
+    });
+    if first_error.is_none() && !batch.is_empty() {
+        first_error = Some(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "fewer replies than commands",
+        )));
+    }
+    (accepted, first_error)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Connect,
+    Publish,
+}
+
+/// Keeps the log to one line per change of state: an outage is one error line
+/// (and another only if the reason changes), the recovery one info line.
+#[derive(Default)]
+struct Health {
+    failing: Option<(Cause, String)>,
+    announced: bool,
+}
+
+impl Health {
+    fn failed(&mut self, log: &LogFn, stats: &Stats, msg: String, cause: Cause) {
+        if self.failing.as_ref().map(|(_, m)| m) != Some(&msg) {
+            let level = if cause == Cause::Connect {
+                Level::Error
+            } else {
+                Level::Warning
+            };
+            log(level, &msg);
+        }
+        stats.set_error(msg.clone());
+        self.failing = Some((cause, msg));
+        if cause == Cause::Connect {
+            self.announced = false;
+        }
+    }
+
+    /// Returns true when this connect ends an outage (so backoff starts over).
+    fn connected(&mut self, log: &LogFn, target: &str) -> bool {
+        if !self.announced {
+            log(Level::Info, &format!("connected to Redis at {target}"));
+            self.announced = true;
+        }
+        matches!(self.failing, None | Some((Cause::Connect, _)))
+    }
+
+    fn published(&mut self) {
+        self.failing = None;
+    }
 }
 
 /// Turns the drop counter into at most one warning per interval.

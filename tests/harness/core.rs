@@ -413,7 +413,7 @@ pub extern "C" fn cc_events_host_log(
     let text = unsafe { CStr::from_ptr(msg) }
         .to_string_lossy()
         .into_owned();
-    if CORE.echo_logs.load(SeqCst) {
+    if CORE.echo_logs.load(SeqCst) || std::env::var_os("CC_EVENTS_HOST_LOG").is_some() {
         eprint!("[module log {level}] {text}");
     }
     CORE.logs.lock().unwrap().push(LogLine { level, text });

@@ -89,19 +89,20 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// True once the server answers PING with any reply (+PONG, or -NOAUTH when a password is set).
     pub fn ping(&mut self) -> bool {
+        use std::io::{Read, Write};
         if let Some(c) = self.child.as_mut() {
             if let Ok(Some(_)) = c.try_wait() {
                 return false;
             }
         }
-        let Ok(client) = redis::Client::open(self.url()) else {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
-        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(200)) else {
-            return false;
-        };
-        redis::cmd("PING").query::<String>(&mut conn).is_ok()
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut reply = [0u8; 1];
+        s.write_all(b"PING\r\n").is_ok() && s.read(&mut reply).is_ok_and(|n| n == 1)
     }
 
     pub fn connection(&self) -> redis::Connection {
@@ -150,9 +151,14 @@ pub struct Subscriber {
 impl Subscriber {
     /// Returns once Redis reports the subscription (PUBSUB NUMSUB), so nothing published after is missed.
     pub fn new(server: &RedisServer, channel: &str) -> Subscriber {
+        Self::new_url(&server.url(), &mut server.connection(), channel)
+    }
+
+    /// Subscribes through `url`; `admin` is any connection that may run PUBSUB.
+    pub fn new_url(url: &str, admin: &mut redis::Connection, channel: &str) -> Subscriber {
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
-        let url = server.url();
+        let url = url.to_string();
         let ch = channel.to_string();
         let stop2 = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -175,12 +181,11 @@ impl Subscriber {
                 }
             }
         });
-        let mut conn = server.connection();
         let ready = wait_until(Duration::from_secs(5), || {
             let (_, n): (String, i64) = redis::cmd("PUBSUB")
                 .arg("NUMSUB")
                 .arg(channel)
-                .query(&mut conn)
+                .query(admin)
                 .unwrap();
             n >= 1
         });
