@@ -35,7 +35,9 @@ pub fn free_port() -> u16 {
 
 pub fn temp_dir(tag: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
+    // Under target/ when cargo says where, so test runs do not litter /tmp.
+    let base = option_env!("CARGO_TARGET_TMPDIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    let d = base.join(format!(
         "cc_events-{tag}-{}-{}",
         std::process::id(),
         N.fetch_add(1, SeqCst)
