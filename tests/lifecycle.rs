@@ -210,7 +210,11 @@ fn hundred_unload_load_cycles_under_traffic_leak_nothing() {
         f.join().unwrap();
     }
 
-    assert_eq!(open_fds(), fds_before, "file descriptors (sockets) leaked");
+    // Other tests' threads may close descriptors meanwhile, never open ours.
+    assert!(
+        open_fds() <= fds_before,
+        "file descriptors (sockets) leaked"
+    );
     assert!(
         wait_until(WAIT, || redis.clients() == clients_before),
         "Redis connections leaked"
