@@ -5,7 +5,7 @@
 //! Nothing here touches FreeSWITCH; the module hands in a log function.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -168,6 +168,17 @@ impl Worker {
             let deadline = self.stop.deadline();
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
+            }
+            // Shutting down with nothing left to send: no reason to wait for Redis.
+            if deadline.is_some() && batch.is_empty() {
+                match self.rx.try_recv() {
+                    Ok(ev) => {
+                        self.stats.dequeued.fetch_add(1, Relaxed);
+                        batch.push(ev.seed_json().into_bytes());
+                    }
+                    Err(TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Empty) => {}
+                }
             }
 
             let Some(c) = conn.as_mut() else {
