@@ -85,10 +85,10 @@ impl Publisher {
     /// Gives the worker `shutdown_flush` to publish what is queued, then joins it.
     /// The caller must have stopped calling `offer` (unbound the event callback).
     pub fn shutdown(mut self) -> ShutdownReport {
+        // Dropping the only sender first lets the worker, once woken, see the end of the queue.
+        self.tx = None;
         self.stop
             .request(Instant::now() + self.settings.shutdown_flush);
-        // Dropping the only sender lets the worker see the end of the queue.
-        self.tx = None;
         let worker_panicked = self.worker.take().map(|h| h.join().is_err()) == Some(true);
         ShutdownReport {
             published: self.stats.published.load(Relaxed),

@@ -291,9 +291,17 @@ pub fn module_path() -> PathBuf {
     if let Ok(p) = std::env::var("CC_EVENTS_MODULE") {
         return PathBuf::from(p);
     }
+    // Tests and benches run from target/<profile>/deps, examples from .../examples.
+    // Cargo rebuilds the library in deps/ for them; the copy one level up is
+    // only refreshed by a plain `cargo build`, so deps/ comes first.
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    profile_dir.join("libmod_cc_events.so")
+    let fresh = profile_dir.join("deps/libmod_cc_events.so");
+    if fresh.exists() {
+        fresh
+    } else {
+        profile_dir.join("libmod_cc_events.so")
+    }
 }
 
 /// A module loaded the way FreeSWITCH loads one.
