@@ -253,6 +253,24 @@ pub fn fire(ev: &mut OwnedEvent) {
     }
 }
 
+/// The first bound callback and its user data, for calling it directly from a
+/// benchmark: FreeSWITCH's own dispatch cost is not the module's.
+pub fn first_binding() -> Option<(unsafe extern "C" fn(*mut ffi::switch_event_t), usize)> {
+    CORE.bindings
+        .read()
+        .unwrap()
+        .first()
+        .map(|b| (b.callback, b.user_data))
+}
+
+impl OwnedEvent {
+    /// The event as the callback receives it, with `bind_user_data` set.
+    pub fn as_delivered(&mut self, user_data: usize) -> *mut ffi::switch_event_t {
+        self.raw.bind_user_data = user_data as *mut c_void;
+        &mut *self.raw
+    }
+}
+
 /// Runs an fs_cli API command through the interface the module registered.
 pub fn api(command: &str, args: &str) -> Option<String> {
     let modules = CORE.modules.lock().unwrap();
