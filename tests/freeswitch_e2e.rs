@@ -6,6 +6,8 @@
 //! mod_event_socket). Otherwise it says that it was skipped.
 //!
 //!     FREESWITCH_PREFIX=/usr/local/freeswitch cargo test --test freeswitch_e2e -- --nocapture
+//!
+//! CC_EVENTS_KEEP_E2E=1 keeps the temporary FreeSWITCH directory (config, log) for a look.
 
 mod harness;
 
@@ -381,5 +383,9 @@ fn callcenter_events_reach_redis_from_a_real_freeswitch() {
         base.join("log/freeswitch.log").display()
     );
     drop(fs);
-    let _ = std::fs::remove_dir_all(&base);
+    if std::env::var_os("CC_EVENTS_KEEP_E2E").is_some() {
+        eprintln!("kept {}", base.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&base);
+    }
 }
