@@ -26,7 +26,8 @@ pub struct Publisher {
     tx: Option<SyncSender<CapturedEvent>>,
     stats: Arc<Stats>,
     stop: Arc<Stop>,
-    worker: Option<JoinHandle<()>>,
+    /// Returns true when the worker panicked (and logged it).
+    worker: Option<JoinHandle<bool>>,
     settings: Settings,
 }
 
@@ -52,7 +53,7 @@ impl Publisher {
         };
         let handle = std::thread::Builder::new()
             .name("cc_events-redis".into())
-            .spawn(move || worker.run())?;
+            .spawn(move || worker.run_guarded())?;
         Ok(Publisher {
             tx: Some(tx),
             stats,
@@ -89,7 +90,7 @@ impl Publisher {
         self.tx = None;
         self.stop
             .request(Instant::now() + self.settings.shutdown_flush);
-        let worker_panicked = self.worker.take().map(|h| h.join().is_err()) == Some(true);
+        let worker_panicked = self.worker.take().is_some_and(|h| h.join().unwrap_or(true));
         ShutdownReport {
             published: self.stats.published.load(Relaxed),
             lost: self.stats.lost.load(Relaxed),
@@ -154,6 +155,27 @@ enum Next {
 }
 
 impl Worker {
+    /// Runs the loop; a panic is logged at once (events stop being published
+    /// until the module is reloaded) instead of surfacing only at unload.
+    fn run_guarded(self) -> bool {
+        let log = self.log.clone();
+        let stats = self.stats.clone();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run()));
+        if let Err(payload) = outcome {
+            let why = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            stats.connected.store(false, Relaxed);
+            let msg = format!("the Redis worker thread panicked: {why}; events are no longer published until `reload mod_cc_events`");
+            stats.set_error(msg.clone());
+            log(Level::Error, &msg);
+            return true;
+        }
+        false
+    }
+
     fn run(self) {
         let mut conn: Option<redis::Connection> = None;
         let mut backoff = Backoff::new(self.settings.reconnect_min, self.settings.reconnect_max);
