@@ -299,7 +299,10 @@ fn callcenter_events_reach_redis_from_a_real_freeswitch() {
         "{}",
         esl.api("cc_events status").unwrap()
     );
-    assert!(log().contains("mod_cc_events 0.1.0 loaded: redis 127.0.0.1:"));
+    assert!(log().contains(&format!(
+        "mod_cc_events {} loaded: redis 127.0.0.1:",
+        env!("CARGO_PKG_VERSION")
+    )));
 
     // Unload and load again inside FreeSWITCH, a few times.
     for _ in 0..3 {

@@ -75,7 +75,7 @@ fn missing_config_means_defaults_with_a_notice_and_unknown_params_warn() {
         .filter(|l| l.level == SWITCH_LOG_INFO && l.text.contains("loaded:"))
         .collect();
     assert_eq!(info.len(), 1);
-    assert!(info[0].text.starts_with("mod_cc_events 0.1.0 loaded: redis 127.0.0.1:6379 db 0 channel 'callcenter_events' queue-size 10000"));
+    assert!(info[0].text.starts_with(&format!("mod_cc_events {} loaded: redis 127.0.0.1:6379 db 0 channel 'callcenter_events' queue-size 10000", env!("CARGO_PKG_VERSION"))));
     module.unload();
 
     harness::write_config(&[("redis-host", "x"), ("password", "topsecret")]);
@@ -126,7 +126,7 @@ fn status_command_usage_and_tab_completion() {
         .contains("published:  8\n")));
     let out = core::api("cc_events", "status").unwrap();
     let expected = format!(
-        "mod_cc_events 0.1.0\n\
+        "mod_cc_events {}\n\
          redis:      connected (127.0.0.1:{} db 0)\n\
          channel:    cc_test\n\
          received:   8\n\
@@ -135,6 +135,7 @@ fn status_command_usage_and_tab_completion() {
          queued:     0 of 500\n\
          reconnects: 0\n\
          last error: none\n",
+        env!("CARGO_PKG_VERSION"),
         redis.port
     );
     assert_eq!(out, expected);
