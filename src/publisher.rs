@@ -194,10 +194,7 @@ impl Worker {
             // Shutting down with nothing left to send: no reason to wait for Redis.
             if deadline.is_some() && batch.is_empty() {
                 match self.rx.try_recv() {
-                    Ok(ev) => {
-                        self.stats.dequeued.fetch_add(1, Relaxed);
-                        batch.push(ev.seed_json().into_bytes());
-                    }
+                    Ok(ev) => self.take(ev, &mut batch),
                     Err(TryRecvError::Disconnected) => break,
                     Err(TryRecvError::Empty) => {}
                 }
@@ -234,18 +231,13 @@ impl Worker {
 
             if batch.is_empty() {
                 match self.next_event(deadline.is_some()) {
-                    Next::Got(ev) => batch.push(ev.seed_json().into_bytes()),
+                    Next::Got(ev) => self.take(ev, &mut batch),
                     Next::Idle => continue,
                     Next::Closed => break,
                 }
                 while batch.len() < self.settings.batch_size {
-                    match self.rx.try_recv() {
-                        Ok(ev) => {
-                            self.stats.dequeued.fetch_add(1, Relaxed);
-                            batch.push(ev.seed_json().into_bytes());
-                        }
-                        Err(_) => break,
-                    }
+                    let Ok(ev) = self.rx.try_recv() else { break };
+                    self.take(ev, &mut batch);
                 }
             }
 
@@ -276,6 +268,14 @@ impl Worker {
         drops.report(&self.stats, &self.log);
     }
 
+    /// Moves one event from the queue into the batch, formatted.
+    fn take(&self, ev: CapturedEvent, batch: &mut Vec<Vec<u8>>) {
+        self.stats.dequeued.fetch_add(1, Relaxed);
+        let mut payload = Vec::with_capacity(512);
+        ev.write_seed_json(&mut payload);
+        batch.push(payload);
+    }
+
     /// Backoff between attempts: interruptible by shutdown, and never past the flush deadline.
     fn pause(&self, d: Duration, deadline: Option<Instant>) {
         match deadline {
@@ -292,10 +292,7 @@ impl Worker {
             self.rx.recv_timeout(IDLE_WAKE)
         };
         match got {
-            Ok(ev) => {
-                self.stats.dequeued.fetch_add(1, Relaxed);
-                Next::Got(ev)
-            }
+            Ok(ev) => Next::Got(ev),
             Err(RecvTimeoutError::Timeout) => Next::Idle,
             Err(RecvTimeoutError::Disconnected) => Next::Closed,
         }
