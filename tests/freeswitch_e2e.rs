@@ -373,6 +373,54 @@ fn callcenter_events_reach_redis_from_a_real_freeswitch() {
     assert!(sub.drain().is_empty());
     assert!(status.contains("dropped:    0\n"), "{status}");
 
+    // 100 unload/load cycles while another event-socket client keeps mod_callcenter
+    // firing agent-status-change events.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let toggler = {
+        let stop = stop.clone();
+        let mut esl2 = Esl::connect(esl_port, "ClueCon").unwrap();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let status = if n % 2 == 0 {
+                    "Available"
+                } else {
+                    "'On Break'"
+                };
+                esl2.api(&format!(
+                    "callcenter_config agent set status tenant-1@areski {status}"
+                ))
+                .unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    for cycle in 0..100 {
+        let out = esl.api("unload mod_cc_events").unwrap();
+        assert!(out.starts_with("+OK"), "cycle {cycle} unload: {out}");
+        let out = esl.api(&format!("load {}", module.display())).unwrap();
+        assert!(out.starts_with("+OK"), "cycle {cycle} load: {out}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let toggles = toggler.join().unwrap();
+    eprintln!(
+        "100 unload/load cycles inside FreeSWITCH while {toggles} agent status changes were fired"
+    );
+    assert!(toggles > 100, "events kept flowing during the cycles");
+    assert!(wait_until(WAIT, || esl
+        .api("cc_events status")
+        .unwrap()
+        .contains("redis:      connected")));
+    let before = sub.drain().len();
+    esl.api("callcenter_config agent set status tenant-1@areski 'Logged Out'")
+        .unwrap();
+    let last = sub.take(1, WAIT);
+    assert!(
+        last[0].contains("\"CC_Agent_Status\": \"Logged Out\""),
+        "{last:?} after {before}"
+    );
+
     let _ = esl.api("fsctl shutdown");
     assert!(
         wait_until(WAIT, || !fs.alive()),
