@@ -130,9 +130,17 @@ pub struct Scan<'a> {
     slots: [Option<&'a [u8]>; HEADERS.len()],
 }
 
-/// Walks `CC-*` headers once. Returns None as soon as the action is known to be
-/// one we ignore, or when there is no `CC-Action` at all.
-pub fn scan<'a, I>(headers: I) -> Option<Scan<'a>>
+/// Why an event is not published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// A `CC-Action` this module does not publish.
+    Ignored,
+    /// No `CC-Action` header at all: not an event mod_callcenter sends.
+    NoAction,
+}
+
+/// Walks `CC-*` headers once, stopping as soon as the action is known to be one we ignore.
+pub fn scan<'a, I>(headers: I) -> Result<Scan<'a>, Skip>
 where
     I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
 {
@@ -143,13 +151,14 @@ where
             continue;
         };
         if rest == b"Action" {
-            kind = Some(Kind::from_action(value)?);
+            kind = Some(Kind::from_action(value).ok_or(Skip::Ignored)?);
         } else if let Some(slot) = HEADERS.iter().position(|h| *h == rest) {
             // FreeSWITCH keeps the first header of a name; so do we.
             slots[slot].get_or_insert(value);
         }
     }
-    Some(Scan { kind: kind?, slots })
+    let kind = kind.ok_or(Skip::NoAction)?;
+    Ok(Scan { kind, slots })
 }
 
 impl<'a> Scan<'a> {
@@ -326,10 +335,10 @@ mod tests {
             "Agent-Offering",
         ] {
             let h: Vec<(&[u8], &[u8])> = vec![(b"CC-Action", action.as_bytes())];
-            assert!(scan(h).is_none(), "{action}");
+            assert_eq!(scan(h).unwrap_err(), Skip::Ignored, "{action}");
         }
         let h: Vec<(&[u8], &[u8])> = vec![(b"CC-Agent", b"x")];
-        assert!(scan(h).is_none());
+        assert_eq!(scan(h).unwrap_err(), Skip::NoAction);
     }
 
     #[test]

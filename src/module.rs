@@ -5,7 +5,7 @@
 use std::ffi::CStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::callcenter::{self, HEADER_PREFIX};
+use crate::callcenter::{self, Skip, HEADER_PREFIX};
 use crate::command::{self, Command};
 use crate::config::Settings;
 use crate::fs::event::{Binding, Event};
@@ -137,8 +137,10 @@ pub fn handle_event(event: &Event<'_>, publisher: &Publisher) {
     if !event.is_custom(SUBCLASS) {
         return;
     }
-    let Some(scan) = callcenter::scan(event.headers_with_prefix(HEADER_PREFIX)) else {
-        return;
+    let scan = match callcenter::scan(event.headers_with_prefix(HEADER_PREFIX)) {
+        Ok(scan) => scan,
+        Err(Skip::Ignored) => return,
+        Err(Skip::NoAction) => return publisher.note_malformed(),
     };
     // The member's session may be gone by the time the worker runs, so its
     // variables are read now. A missing session or variable is normal.

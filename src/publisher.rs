@@ -75,6 +75,11 @@ impl Publisher {
         }
     }
 
+    /// Counts a callcenter::info event that had no CC-Action; the worker logs the count.
+    pub fn note_malformed(&self) {
+        self.stats.malformed.fetch_add(1, Relaxed);
+    }
+
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
     }
@@ -408,28 +413,52 @@ impl Health {
     }
 }
 
-/// Turns the drop counter into at most one warning per interval.
+/// Turns the drop and malformed-event counters into at most one warning each
+/// per interval: counted on FreeSWITCH's threads, logged from the worker.
 #[derive(Default)]
 struct DropReporter {
+    dropped: Throttled,
+    malformed: Throttled,
+}
+
+#[derive(Default)]
+struct Throttled {
     reported: u64,
     last: Option<Instant>,
+}
+
+impl Throttled {
+    /// The count not yet reported, when it is time to report it.
+    fn due(&mut self, total: u64) -> Option<u64> {
+        if total == self.reported || self.last.is_some_and(|t| t.elapsed() < DROP_WARN_EVERY) {
+            return None;
+        }
+        let new = total - self.reported;
+        self.reported = total;
+        self.last = Some(Instant::now());
+        Some(new)
+    }
 }
 
 impl DropReporter {
     fn report(&mut self, stats: &Stats, log: &LogFn) {
         let dropped = stats.rejected.load(Relaxed);
-        if dropped == self.reported || self.last.is_some_and(|t| t.elapsed() < DROP_WARN_EVERY) {
-            return;
+        if let Some(new) = self.dropped.due(dropped) {
+            log(
+                Level::Warning,
+                &format!(
+                    "queue full: dropped {new} events ({dropped} in total); Redis is too slow or unreachable, or raise queue-size"
+                ),
+            );
         }
-        log(
-            Level::Warning,
-            &format!(
-                "queue full: dropped {} events ({} in total); Redis is too slow or unreachable, or raise queue-size",
-                dropped - self.reported,
-                dropped
-            ),
-        );
-        self.reported = dropped;
-        self.last = Some(Instant::now());
+        let malformed = stats.malformed.load(Relaxed);
+        if let Some(new) = self.malformed.due(malformed) {
+            log(
+                Level::Warning,
+                &format!(
+                    "ignored {new} callcenter::info events without a CC-Action header ({malformed} in total); something other than mod_callcenter fires that subclass"
+                ),
+            );
+        }
     }
 }

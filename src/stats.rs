@@ -16,6 +16,8 @@ pub struct Stats {
     /// Taken off the queue but never published (shutdown flush ran out).
     pub lost: AtomicU64,
     pub reconnects: AtomicU64,
+    /// callcenter::info events without a CC-Action header.
+    pub malformed: AtomicU64,
     pub connected: AtomicBool,
     last_error: Mutex<Option<(SystemTime, String)>>,
 }

@@ -382,7 +382,7 @@ fn callcenter_events_reach_redis_from_a_real_freeswitch() {
         std::thread::spawn(move || {
             let mut n = 0u64;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let status = if n % 2 == 0 {
+                let status = if n.is_multiple_of(2) {
                     "Available"
                 } else {
                     "'On Break'"

@@ -185,6 +185,15 @@ fn other_events_subclasses_and_malformed_events_publish_nothing_and_never_crash(
         got[2].contains("marker"),
         "nothing else was published: {got:?}"
     );
+    // Events without a CC-Action are not mod_callcenter's: one throttled warning says so.
+    let warned = harness::redis::wait_until(WAIT, || {
+        core::logs().iter().any(|l| {
+            l.level == 4
+                && l.text
+                    .contains("callcenter::info events without a CC-Action header")
+        })
+    });
+    assert!(warned, "{:?}", core::logs());
     assert!(
         !core::logs().iter().any(|l| l.text.contains("panic")),
         "{:?}",
