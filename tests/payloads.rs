@@ -5,9 +5,8 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::core::{self, LoadedModule, OwnedEvent};
+use harness::core::{self, OwnedEvent};
 use harness::fixtures;
-use harness::redis::{RedisServer, Subscriber};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -56,20 +55,16 @@ fn seed_member_session() {
 
 #[test]
 fn seed_examples_arrive_byte_for_byte() {
-    let _g = core::exclusive();
-    let redis = RedisServer::start();
-    harness::config_for(redis.port, &[]);
-    let sub = Subscriber::new(&redis, "callcenter_events");
-    let module = LoadedModule::load().expect("load");
+    let t = harness::load_with_redis(&[]);
     seed_member_session();
 
     core::fire(&mut seed_offering_event());
     core::fire(&mut status_event("tenant-1@areski", "Logged Out"));
-    let got = sub.take(2, WAIT);
+    let got = t.sub.take(2, WAIT);
     assert_eq!(got[0], SEED_OFFERING);
     assert_eq!(got[1], SEED_STATUS);
 
-    assert_eq!(module.unload(), 0);
+    assert_eq!(t.module.unload(), 0);
     assert_eq!(
         core::session_locks_held(),
         0,
@@ -84,12 +79,8 @@ fn seed_examples_arrive_byte_for_byte() {
 
 #[test]
 fn recorded_scenario_publishes_exactly_the_expected_payloads() {
-    let _g = core::exclusive();
-    let redis = RedisServer::start();
-    harness::config_for(redis.port, &[]);
-    let sub = Subscriber::new(&redis, "callcenter_events");
+    let t = harness::load_with_redis(&[]);
     fixtures::add_member_sessions();
-    let module = LoadedModule::load().expect("load");
 
     for f in fixtures::events() {
         core::fire(&mut f.event());
@@ -105,7 +96,7 @@ fn recorded_scenario_publishes_exactly_the_expected_payloads() {
             .map(str::to_owned)
             .collect();
     assert_eq!(expected.len(), 13);
-    let got = sub.take(expected.len() + 1, WAIT);
+    let got = t.sub.take(expected.len() + 1, WAIT);
     assert_eq!(&got[..expected.len()], &expected[..]);
     assert_eq!(
         got[expected.len()],
@@ -115,37 +106,29 @@ fn recorded_scenario_publishes_exactly_the_expected_payloads() {
     let status = core::api("cc_events", "status").unwrap();
     assert!(status.contains("received:   14\n"), "{status}");
     assert!(status.contains("published:  14\n"), "{status}");
-    module.unload();
+    t.module.unload();
     core::clear_sessions();
 }
 
 #[test]
 fn vanished_member_session_leaves_out_the_channel_variables() {
-    let _g = core::exclusive();
-    let redis = RedisServer::start();
-    harness::config_for(redis.port, &[]);
-    let sub = Subscriber::new(&redis, "callcenter_events");
-    let module = LoadedModule::load().expect("load");
+    let t = harness::load_with_redis(&[]);
     seed_member_session();
     core::remove_session("4dbd89c2-8e54-43a6-a0b4-a7d26b09ae6c");
 
     core::fire(&mut seed_offering_event());
-    let got = sub.take(1, WAIT);
+    let got = t.sub.take(1, WAIT);
     assert_eq!(
         got[0],
         r#"{"Offering-Call-Agent:" : {"CC_Agent": "tenant-1@areski", "CC_Member_CID_Name": "Outbound Call", "CC_Agent_System": "single_box", "CC_Member_Session_UUID": "4dbd89c2-8e54-43a6-a0b4-a7d26b09ae6c", "CC_Member_UUID": "33e7df24-133c-47c1-9aec-b985d507d43e", "CC_Member_CID_Number": "34650110022", "CC_Queue": "tenant-1@areski-queue"}}"#
     );
-    module.unload();
+    t.module.unload();
     assert_eq!(core::session_locks_held(), 0);
 }
 
 #[test]
 fn other_events_subclasses_and_malformed_events_publish_nothing_and_never_crash() {
-    let _g = core::exclusive();
-    let redis = RedisServer::start();
-    harness::config_for(redis.port, &[]);
-    let sub = Subscriber::new(&redis, "callcenter_events");
-    let module = LoadedModule::load().expect("load");
+    let t = harness::load_with_redis(&[]);
     let status = status_event("tenant-1@areski", "Available");
     let headers: Vec<(&[u8], &[u8])> = vec![
         (b"CC-Agent", b"x"),
@@ -170,7 +153,7 @@ fn other_events_subclasses_and_malformed_events_publish_nothing_and_never_crash(
     core::fire(&mut status.with_header("CC-Agent-Status", &vec![b'A'; 1 << 20]));
     core::fire(&mut status_event("marker", "end"));
 
-    let got = sub.take(3, WAIT);
+    let got = t.sub.take(3, WAIT);
     let v: serde_json::Value = serde_json::from_str(&got[0]).unwrap();
     assert_eq!(
         v["Agent-Status-Change:"]["CC_Agent"],
@@ -199,5 +182,5 @@ fn other_events_subclasses_and_malformed_events_publish_nothing_and_never_crash(
         "{:?}",
         core::logs()
     );
-    module.unload();
+    t.module.unload();
 }

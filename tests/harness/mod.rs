@@ -44,3 +44,26 @@ pub fn config_for(port: u16, extra: &[(&str, &str)]) -> PathBuf {
     params.extend_from_slice(extra);
     write_config(&params)
 }
+
+/// The usual test setup: the module lock, a redis-server, the module configured
+/// for it and loaded, and a subscriber on `callcenter_events`.
+pub struct Loaded {
+    pub sub: redis::Subscriber,
+    pub redis: redis::RedisServer,
+    pub module: core::LoadedModule,
+    _exclusive: std::sync::MutexGuard<'static, ()>,
+}
+
+pub fn load_with_redis(extra: &[(&str, &str)]) -> Loaded {
+    let exclusive = core::exclusive();
+    let redis = redis::RedisServer::start();
+    config_for(redis.port, extra);
+    let sub = redis::Subscriber::new(&redis, "callcenter_events");
+    let module = core::LoadedModule::load().expect("load");
+    Loaded {
+        sub,
+        redis,
+        module,
+        _exclusive: exclusive,
+    }
+}
