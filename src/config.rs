@@ -184,7 +184,7 @@ impl Settings {
                     }
                     s.channel = v;
                 }
-                "queue-size" => s.queue_size = int_in(name, value, 1usize, 10_000_000)?,
+                "queue-size" => s.queue_size = int_in(name, value, 1usize, 1_000_000)?,
                 "batch-size" => s.batch_size = int_in(name, value, 1usize, 10_000)?,
                 "connect-timeout-ms" => s.redis.connect_timeout = millis(name, value, 10, 60_000)?,
                 "io-timeout-ms" => s.redis.io_timeout = millis(name, value, 10, 60_000)?,

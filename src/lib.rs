@@ -55,7 +55,7 @@ unsafe extern "C" fn mod_cc_events_load(
     module_interface: *mut *mut ffi::switch_loadable_module_interface_t,
     pool: *mut ffi::switch_memory_pool_t,
 ) -> ffi::switch_status_t {
-    guarded("load", fs::FALSE, || {
+    let status = guarded("load", fs::FALSE, || {
         if module_interface.is_null() {
             return fs::FALSE;
         }
@@ -86,14 +86,26 @@ unsafe extern "C" fn mod_cc_events_load(
         }
         fs::api::set_complete(module::COMPLETE_ADD);
         fs::SUCCESS
-    })
+    });
+    if status != fs::SUCCESS {
+        // A failed load is unloaded without a shutdown call, so nothing of ours
+        // may stay bound or running (this matters after a panic past start).
+        guarded("load cleanup", (), module::stop);
+    }
+    status
 }
 
 unsafe extern "C" fn mod_cc_events_shutdown() -> ffi::switch_status_t {
-    guarded("shutdown", fs::SUCCESS, || {
-        module::stop();
-        fs::SUCCESS
-    })
+    // After a panic here our callback or thread may still exist: NOUNLOAD
+    // keeps FreeSWITCH from unmapping the code under them.
+    guarded(
+        "shutdown",
+        ffi::switch_status_t_SWITCH_STATUS_NOUNLOAD,
+        || {
+            module::stop();
+            fs::SUCCESS
+        },
+    )
 }
 
 unsafe extern "C" fn on_event(event: *mut ffi::switch_event_t) {

@@ -199,7 +199,10 @@ impl Worker {
             // Shutting down with nothing left to send: no reason to wait for Redis.
             if deadline.is_some() && batch.is_empty() {
                 match self.rx.try_recv() {
-                    Ok(ev) => self.take(ev, &mut batch),
+                    Ok(ev) => {
+                        self.take(ev, &mut batch);
+                        self.fill(&mut batch);
+                    }
                     Err(TryRecvError::Disconnected) => break,
                     Err(TryRecvError::Empty) => {}
                 }
@@ -240,13 +243,14 @@ impl Worker {
                     Next::Idle => continue,
                     Next::Closed => break,
                 }
-                while batch.len() < self.settings.batch_size {
-                    let Ok(ev) = self.rx.try_recv() else { break };
-                    self.take(ev, &mut batch);
-                }
+                self.fill(&mut batch);
             }
 
-            let (accepted, error) = publish_batch(c, &self.settings.channel, &mut batch);
+            // One bound for the whole batch, and never past the shutdown flush.
+            let io = self.settings.redis.io_timeout;
+            let limit =
+                deadline.map_or(io, |d| d.saturating_duration_since(Instant::now()).min(io));
+            let (accepted, error) = publish_batch(c, &self.settings.channel, &mut batch, limit);
             self.stats.published.fetch_add(accepted as u64, Relaxed);
             match error {
                 None => {
@@ -266,16 +270,22 @@ impl Worker {
         self.stats.connected.store(false, Relaxed);
         let mut lost = batch.len() as u64;
         while self.rx.try_recv().is_ok() {
-            self.stats.dequeued.fetch_add(1, Relaxed);
             lost += 1;
         }
         self.stats.lost.fetch_add(lost, Relaxed);
         drops.report(&self.stats, &self.log);
     }
 
+    /// Tops the batch up from the queue without waiting.
+    fn fill(&self, batch: &mut Vec<Vec<u8>>) {
+        while batch.len() < self.settings.batch_size {
+            let Ok(ev) = self.rx.try_recv() else { break };
+            self.take(ev, batch);
+        }
+    }
+
     /// Moves one event from the queue into the batch, formatted.
     fn take(&self, ev: CapturedEvent, batch: &mut Vec<Vec<u8>>) {
-        self.stats.dequeued.fetch_add(1, Relaxed);
         let mut payload = Vec::with_capacity(512);
         ev.write_seed_json(&mut payload);
         batch.push(payload);
@@ -325,47 +335,69 @@ fn connect(s: &RedisSettings, timeout: Duration) -> redis::RedisResult<redis::Co
     Ok(conn)
 }
 
-/// Sends the whole batch in one round trip and removes from it what Redis
-/// accepted. Returns how many were accepted and the first error, if any. What
-/// stays in the batch (refused with an error reply such as NOAUTH or NOPERM, or
-/// unconfirmed after an I/O error) is sent again, in order, after reconnecting.
+/// Sends the whole batch in one write, reads the replies, and removes from the
+/// batch what Redis accepted. Returns how many were accepted and the first
+/// error, if any. What stays in the batch (refused with an error reply such as
+/// NOAUTH or NOPERM, or unconfirmed when the connection failed or Redis did not
+/// answer within `limit`) is sent again, in order, after reconnecting.
 fn publish_batch(
     conn: &mut redis::Connection,
     channel: &str,
     batch: &mut Vec<Vec<u8>>,
+    limit: Duration,
 ) -> (usize, Option<redis::RedisError>) {
-    use redis::ConnectionLike;
     let mut pipe = redis::pipe();
     for payload in batch.iter() {
         pipe.cmd("PUBLISH").arg(channel).arg(payload.as_slice());
     }
-    // The raw replies, one per command: redis-rs's higher-level pipeline calls
-    // either drop error replies (ignored commands) or fail the whole batch.
-    let replies = match conn.req_packed_commands(&pipe.get_packed_pipeline(), 0, batch.len()) {
-        Ok(r) => r,
-        Err(e) => return (0, Some(e)),
-    };
-    let mut accepted = 0;
-    let mut first_error = None;
-    let mut replies = replies.into_iter();
-    batch.retain(|_| match replies.next() {
-        Some(redis::Value::ServerError(e)) => {
-            first_error.get_or_insert_with(|| e.into());
-            true
-        }
-        Some(_) => {
-            accepted += 1;
-            false
-        }
-        None => true,
-    });
-    if first_error.is_none() && !batch.is_empty() {
-        first_error = Some(redis::RedisError::from((
-            redis::ErrorKind::Io,
-            "fewer replies than commands",
-        )));
+    let limit = limit.max(Duration::from_millis(1));
+    if let Err(e) = conn.set_read_timeout(Some(limit)) {
+        return (0, Some(e));
     }
-    (accepted, first_error)
+    if let Err(e) = conn.send_packed_command(&pipe.get_packed_pipeline()) {
+        return (0, Some(e));
+    }
+    // Replies are read one by one, stopping at the first failure: a stalled
+    // Redis costs at most about twice `limit`, not `limit` per reply.
+    let started = Instant::now();
+    let mut confirmed: Vec<bool> = Vec::with_capacity(batch.len());
+    let mut first_error = None;
+    while confirmed.len() < batch.len() {
+        match conn.recv_response() {
+            Ok(redis::Value::ServerError(e)) => {
+                first_error.get_or_insert_with(|| e.into());
+                confirmed.push(false);
+            }
+            Ok(_) => confirmed.push(true),
+            Err(e) if e.is_timeout() => {
+                first_error.get_or_insert_with(|| no_answer(limit));
+                break;
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+                break;
+            }
+        }
+        if confirmed.len() < batch.len() && started.elapsed() > limit {
+            first_error.get_or_insert_with(|| no_answer(limit));
+            break;
+        }
+    }
+    let mut replies = confirmed.into_iter();
+    let before = batch.len();
+    batch.retain(|_| !replies.next().unwrap_or(false));
+    (before - batch.len(), first_error)
+}
+
+fn no_answer(limit: Duration) -> redis::RedisError {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "Redis did not answer a batch within {} ms (io-timeout-ms)",
+            limit.as_millis()
+        ),
+    )
+    .into()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

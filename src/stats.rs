@@ -10,8 +10,6 @@ pub struct Stats {
     pub received: AtomicU64,
     /// Refused by the queue: full, or the worker is gone.
     pub rejected: AtomicU64,
-    /// Taken off the queue by the worker.
-    pub dequeued: AtomicU64,
     pub published: AtomicU64,
     /// Taken off the queue but never published (shutdown flush ran out).
     pub lost: AtomicU64,
@@ -42,14 +40,18 @@ impl Stats {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let dequeued = self.dequeued.load(Relaxed);
+        // Read the outflows before the inflow so that a concurrent event can
+        // only make `queued` momentarily high, never wrap below zero.
+        let published = self.published.load(Relaxed);
+        let lost = self.lost.load(Relaxed);
         let rejected = self.rejected.load(Relaxed);
         let received = self.received.load(Relaxed);
         Snapshot {
             received,
-            published: self.published.load(Relaxed),
-            dropped: rejected + self.lost.load(Relaxed),
-            queued: received.saturating_sub(rejected + dequeued),
+            published,
+            dropped: rejected + lost,
+            // In the queue or in the worker's batch: everything not yet settled.
+            queued: received.saturating_sub(rejected + published + lost),
             reconnects: self.reconnects.load(Relaxed),
             connected: self.connected.load(Relaxed),
             last_error: self.last_error.lock().ok().and_then(|e| e.clone()),

@@ -218,3 +218,51 @@ fn redis_restart_mid_stream_reconnects_and_keeps_order() {
     drop(redis);
     module.unload();
 }
+
+#[test]
+fn a_hung_redis_neither_hides_queued_events_nor_holds_up_unload() {
+    let _g = core::exclusive();
+    core::take_logs();
+    let redis = RedisServer::start();
+    harness::config_for(
+        redis.port,
+        &[
+            ("io-timeout-ms", "200"),
+            ("connect-timeout-ms", "200"),
+            ("shutdown-flush-ms", "300"),
+        ],
+    );
+    let module = LoadedModule::load().expect("load");
+    assert!(wait_until(WAIT, || core::api("cc_events", "status")
+        .unwrap()
+        .contains("redis:      connected")));
+
+    redis.pause();
+    for i in 0..50 {
+        core::fire(&mut status_event(&format!("a{i}")));
+    }
+    // The worker sent its batch and gave up waiting for the replies...
+    assert!(wait_until(WAIT, || core::api("cc_events", "status")
+        .unwrap()
+        .contains(
+            "publishing to Redis failed: Redis did not answer a batch within 200 ms"
+        )));
+    // ...and the events it holds still count as queued, not as nothing.
+    assert_eq!(status_line("queued"), 50);
+    assert_eq!(status_line("published"), 0);
+
+    // Unload waits for the flush time and one I/O timeout, not one per event
+    // (50 x 200 ms before replies were read with one bound per batch).
+    let started = std::time::Instant::now();
+    module.unload();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "unload took {took:?}");
+    assert!(
+        core::logs().iter().any(|l| l
+            .text
+            .contains("0 events published, 50 still queued and not published")),
+        "{:?}",
+        core::logs()
+    );
+    redis.resume();
+}

@@ -185,8 +185,11 @@ fn hundred_unload_load_cycles_under_traffic_leak_nothing() {
     let mut rss_after_10 = 0;
     let mut delivered = 0;
     for cycle in 0..100 {
-        // The subscriber's backlog is the test's memory, not the module's.
+        // The subscriber's backlog is the test's memory, not the module's; so are
+        // the member sessions' pools, which grow with every lookup until the call
+        // ends: end the calls and start them again.
         delivered += sub.drain().len();
+        fixtures::add_member_sessions();
         let module = LoadedModule::load().expect("load");
         let seen = fired.load(SeqCst);
         // Let some events through this instance before unloading it.

@@ -31,8 +31,8 @@ impl<'a> Event<'a> {
         }
         // SAFETY: non-null subclass_name is a NUL-terminated string owned by the event.
         let name = unsafe { CStr::from_ptr(self.raw.subclass_name) };
-        // FreeSWITCH matches subclasses case-insensitively (strcasecmp).
-        name.to_bytes().eq_ignore_ascii_case(subclass.to_bytes())
+        // Exact, as FreeSWITCH's own dispatch compares subclasses (strcmp).
+        name == subclass
     }
 
     /// Headers whose name starts with `prefix`, as (name, value) bytes, in event order.
@@ -99,8 +99,17 @@ pub fn bind_custom(
 impl Binding {
     /// Returns once no callback of this binding is running or will run again:
     /// FreeSWITCH takes its event write lock to unbind.
-    pub fn unbind(mut self) {
-        // SAFETY: node came from switch_event_bind_removable and is unbound only here, once.
-        unsafe { ffi::switch_event_unbind(&mut self.node) };
+    pub fn unbind(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Binding {
+    fn drop(&mut self) {
+        if !self.node.is_null() {
+            // SAFETY: node came from switch_event_bind_removable; FreeSWITCH sets it to
+            // NULL, so it is unbound once however this value goes away.
+            unsafe { ffi::switch_event_unbind(&mut self.node) };
+        }
     }
 }

@@ -41,20 +41,23 @@ impl Channel {
         if self.channel.is_null() {
             return None;
         }
-        // SAFETY: the channel belongs to the session we hold locked; with dup = FALSE
-        // FreeSWITCH returns a pointer into the channel's own variables.
+        // SAFETY: the channel belongs to the session we hold locked. dup = TRUE makes
+        // FreeSWITCH copy the value into the session's pool while it holds the
+        // channel's profile mutex; with FALSE the pointer would be into the live
+        // variable, which another thread may replace (and free) at any moment.
         let v = unsafe {
             ffi::switch_channel_get_variable_dup(
                 self.channel,
                 name.as_ptr(),
-                ffi::switch_bool_t_SWITCH_FALSE,
+                ffi::switch_bool_t_SWITCH_TRUE,
                 -1,
             )
         };
         if v.is_null() {
             return None;
         }
-        // SAFETY: non-null result is a NUL-terminated string, valid while the session is locked.
+        // SAFETY: non-null result is a NUL-terminated copy in the session's pool,
+        // which lives at least as long as our read lock on the session.
         Some(f(unsafe { CStr::from_ptr(v) }.to_bytes()))
     }
 }

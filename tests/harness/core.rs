@@ -40,7 +40,10 @@ struct Binding {
 }
 
 struct Session {
+    /// Lower-cased names: FreeSWITCH looks variables up case-insensitively.
     vars: HashMap<Vec<u8>, CString>,
+    /// The session's memory pool: `dup = TRUE` copies live here until the session goes.
+    pool: Mutex<Vec<CString>>,
 }
 
 struct ModuleIface {
@@ -61,7 +64,7 @@ struct Core {
     next_node: AtomicUsize,
     sessions: Mutex<HashMap<Vec<u8>, Arc<Session>>>,
     session_locks: AtomicI64,
-    dup_requests: AtomicI64,
+    pool_copies: AtomicI64,
     config_file: Mutex<Option<PathBuf>>,
     xml_trees: Mutex<HashMap<usize, XmlTree>>,
     logs: Mutex<Vec<LogLine>>,
@@ -111,8 +114,9 @@ pub fn session_locks_held() -> i64 {
     CORE.session_locks.load(SeqCst)
 }
 
-pub fn dup_requests() -> i64 {
-    CORE.dup_requests.load(SeqCst)
+/// Variable values copied into a session pool (`switch_channel_get_variable_dup(.., SWITCH_TRUE, ..)`).
+pub fn pool_copies() -> i64 {
+    CORE.pool_copies.load(SeqCst)
 }
 
 pub fn open_xml_trees() -> usize {
@@ -123,12 +127,21 @@ pub fn open_xml_trees() -> usize {
 pub fn add_session(uuid: &str, vars: &HashMap<String, String>) {
     let vars = vars
         .iter()
-        .map(|(k, v)| (k.as_bytes().to_vec(), CString::new(v.as_str()).unwrap()))
+        .map(|(k, v)| {
+            (
+                k.to_ascii_lowercase().into_bytes(),
+                CString::new(v.as_str()).unwrap(),
+            )
+        })
         .collect();
+    let session = Session {
+        vars,
+        pool: Mutex::default(),
+    };
     CORE.sessions
         .lock()
         .unwrap()
-        .insert(uuid.as_bytes().to_vec(), Arc::new(Session { vars }));
+        .insert(uuid.as_bytes().to_vec(), Arc::new(session));
 }
 
 /// The session hangs up: later lookups do not find it.
@@ -238,10 +251,8 @@ pub fn fire(ev: &mut OwnedEvent) {
             continue;
         }
         if let Some(sub) = &b.subclass {
-            let matches = ev
-                .subclass
-                .as_deref()
-                .is_some_and(|s| s.eq_ignore_ascii_case(sub.to_bytes()));
+            // strcmp, as switch_event_deliver does.
+            let matches = ev.subclass.as_deref() == Some(sub.to_bytes());
             if !matches {
                 continue;
             }
@@ -405,12 +416,17 @@ impl LoadedModule {
     pub fn unload(self) -> u32 {
         // SAFETY: table and lib come from a successful load and are used once here.
         unsafe {
+            // FreeSWITCH removes the module's API commands, then calls shutdown,
+            // then destroys the module's pool, then dlclose()s it.
+            CORE.modules.lock().unwrap().retain(|&m| m != self.iface);
             let shutdown = (*self.table)
                 .shutdown
                 .expect("module table without shutdown");
             let status = shutdown();
             destroy_module_iface(self.iface);
-            libc::dlclose(self.lib);
+            if status != ffi::switch_status_t_SWITCH_STATUS_NOUNLOAD {
+                libc::dlclose(self.lib);
+            }
             status
         }
     }
@@ -602,10 +618,6 @@ pub extern "C" fn switch_channel_get_variable_dup(
     dup: ffi::switch_bool_t,
     _idx: c_int,
 ) -> *const c_char {
-    if dup != ffi::switch_bool_t_SWITCH_FALSE {
-        // A dup would be allocated from the session pool on every event.
-        CORE.dup_requests.fetch_add(1, SeqCst);
-    }
     // SAFETY: channel is a locked session (see get_channel); varname is NUL-terminated.
     let (session, name) = unsafe {
         (
@@ -613,10 +625,18 @@ pub extern "C" fn switch_channel_get_variable_dup(
             CStr::from_ptr(varname).to_bytes(),
         )
     };
-    session
-        .vars
-        .get(name)
-        .map_or(std::ptr::null(), |v| v.as_ptr())
+    let Some(value) = session.vars.get(&name.to_ascii_lowercase()) else {
+        return std::ptr::null();
+    };
+    if dup == ffi::switch_bool_t_SWITCH_FALSE {
+        // The live value: FreeSWITCH may free it as soon as another thread sets the variable.
+        return value.as_ptr();
+    }
+    CORE.pool_copies.fetch_add(1, SeqCst);
+    let copy = value.clone();
+    let ptr = copy.as_ptr();
+    session.pool.lock().unwrap().push(copy);
+    ptr
 }
 
 #[no_mangle]

@@ -123,8 +123,25 @@ impl RedisServer {
         list.lines().count().saturating_sub(1)
     }
 
+    /// SIGSTOP: the server keeps its sockets open but answers nothing, like a hung Redis.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().expect("server running").id() as i32;
+        // SAFETY: signalling our own child process.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // SAFETY: our own child; a paused server must be resumed to die cleanly.
+            unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
             let _ = c.kill();
             let _ = c.wait();
         }
