@@ -465,6 +465,8 @@ fn main() {
     let mut ratios_p64 = Vec::new();
     let mut refs_p64 = Vec::new();
     for round in 1..=sizes.rounds {
+        // New calls each round: a session's pool keeps every variable copy until it ends.
+        fixtures::add_member_sessions();
         let before = sub.count();
         let reference = redis_benchmark(redis.port, 64, sizes.throughput_events, &payload);
         assert!(wait_until(Duration::from_secs(60), || sub.count()

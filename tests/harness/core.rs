@@ -43,7 +43,38 @@ struct Session {
     /// Lower-cased names: FreeSWITCH looks variables up case-insensitively.
     vars: HashMap<Vec<u8>, CString>,
     /// The session's memory pool: `dup = TRUE` copies live here until the session goes.
-    pool: Mutex<Vec<CString>>,
+    pool: Mutex<Pool>,
+}
+
+/// A bump allocator like the APR pool behind a FreeSWITCH session: cheap to
+/// allocate from, freed all at once with the session.
+#[derive(Default)]
+struct Pool {
+    chunks: Vec<Box<[u8]>>,
+    used: usize,
+}
+
+impl Pool {
+    const CHUNK: usize = 64 * 1024;
+
+    fn strdup(&mut self, s: &[u8]) -> *const c_char {
+        let need = s.len() + 1;
+        let fits = self
+            .chunks
+            .last()
+            .is_some_and(|c| c.len() - self.used >= need);
+        if !fits {
+            self.chunks
+                .push(vec![0u8; need.max(Self::CHUNK)].into_boxed_slice());
+            self.used = 0;
+        }
+        let chunk = self.chunks.last_mut().unwrap();
+        let dst = &mut chunk[self.used..self.used + need];
+        dst[..s.len()].copy_from_slice(s);
+        dst[s.len()] = 0;
+        self.used += need;
+        dst.as_ptr().cast()
+    }
 }
 
 struct ModuleIface {
@@ -633,10 +664,7 @@ pub extern "C" fn switch_channel_get_variable_dup(
         return value.as_ptr();
     }
     CORE.pool_copies.fetch_add(1, SeqCst);
-    let copy = value.clone();
-    let ptr = copy.as_ptr();
-    session.pool.lock().unwrap().push(copy);
-    ptr
+    session.pool.lock().unwrap().strdup(value.to_bytes())
 }
 
 #[no_mangle]
