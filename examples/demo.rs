@@ -57,6 +57,13 @@ fn main() {
         println!("{msg}");
     }
 
+    // Redis forwards a message to subscribers before the worker reads its reply;
+    // wait (bounded) until the counters have caught up.
+    harness::redis::wait_until(Duration::from_secs(5), || {
+        core::api("cc_events", "status")
+            .unwrap_or_default()
+            .contains("queued:     0 of")
+    });
     println!("== fs_cli> cc_events status");
     print!("{}", core::api("cc_events", "status").unwrap_or_default());
     core::echo_logs(true);
