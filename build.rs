@@ -65,6 +65,10 @@ fn installed_include_args() -> Option<(String, Vec<String>)> {
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
     if let Ok(dir) = env::var("FREESWITCH_INCLUDE_DIR") {
         if !dir.is_empty() {
+            assert!(
+                PathBuf::from(&dir).join("switch.h").exists(),
+                "FREESWITCH_INCLUDE_DIR={dir} has no switch.h: point it at FreeSWITCH's include/freeswitch directory, or unset it"
+            );
             return Some((dir.clone(), vec![format!("-I{dir}")]));
         }
     }
@@ -84,6 +88,14 @@ fn installed_include_args() -> Option<(String, Vec<String>)> {
         .find_map(|f| f.strip_prefix("-I"))
         .unwrap_or("")
         .to_owned();
+    // A freeswitch.pc without the headers beside it (a runtime-only install)
+    // is no reason to fail: the bundled declarations describe the same ABI.
+    if !PathBuf::from(&dir).join("switch.h").exists() {
+        println!(
+            "cargo:warning=pkg-config freeswitch gives -I{dir} but there is no switch.h there; using freeswitch-headers/"
+        );
+        return None;
+    }
     Some((dir, flags))
 }
 

@@ -210,7 +210,8 @@ fn installed_headers() -> Option<PathBuf> {
         .output()
         .ok()?;
     let dir = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    (out.status.success() && !dir.is_empty()).then(|| PathBuf::from(dir))
+    let dir = PathBuf::from(dir);
+    (out.status.success() && dir.join("switch.h").exists()).then_some(dir)
 }
 
 #[test]

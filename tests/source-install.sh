@@ -10,7 +10,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 SAMPLE=conf/autoload_configs/cc_events.conf.xml
-FS_PC=/tmp/fs/lib/pkgconfig/freeswitch.pc
 
 # The caller's environment must not choose the directories for us.
 unset MODDIR CONFDIR DESTDIR MAKEFLAGS MFLAGS
@@ -30,6 +29,25 @@ check() {
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cc-events-source-install.XXXXXX")
 EMPTY_PC="$WORK/empty-pkgconfig"
 mkdir -p "$EMPTY_PC"
+# The freeswitch.pc of an installed FreeSWITCH when FREESWITCH_PREFIX names one,
+# else one written here with the same variables, so the pkg-config path of the
+# Makefile is tested on every machine.
+FS_PC="${FREESWITCH_PREFIX:-/nonexistent}/lib/pkgconfig/freeswitch.pc"
+if [[ ! -f "$FS_PC" ]]; then
+    mkdir -p "$WORK/fake-pkgconfig"
+    FS_PC="$WORK/fake-pkgconfig/freeswitch.pc"
+    cat > "$FS_PC" <<'PC'
+prefix=/opt/fakefs
+modulesdir=/opt/fakefs/mod
+confdir=/opt/fakefs/conf
+
+Name: freeswitch
+Version: 1.10.12-release
+Description: stand-in for an installed FreeSWITCH (tests/source-install.sh)
+Cflags: -I${prefix}/include/freeswitch
+PC
+    echo "# pkg-config: using a stand-in freeswitch.pc (set FREESWITCH_PREFIX to use an installed one)"
+fi
 cleanup() {
     local rc=$?
     if [[ $summary_done -eq 0 ]]; then
