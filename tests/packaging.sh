@@ -18,19 +18,8 @@ DOC_DIR=/usr/share/doc/$PKG
 SAMPLE=conf/autoload_configs/cc_events.conf.xml
 MARKER="<!-- edited by mod_cc_events packaging test -->"
 
-passed=0
-failed=0
-ok()     { passed=$((passed + 1)); echo "ok - $*"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
-# check <description> <command...>: runs the command, records ok / not ok.
-check() {
-    local what=$1; shift
-    if "$@"; then ok "$what"; else not_ok "$what"; fi
-}
-summary_done=0
-summary() { summary_done=1; echo "$passed passed, $failed failed"; }
-# Stops the test early (the EXIT trap still cleans up).
-bail() { not_ok "$*"; summary; exit 1; }
+# shellcheck source=tests/tap.sh
+. "$ROOT/tests/tap.sh"
 
 # --- root / sudo -------------------------------------------------------------
 if [[ $(id -u) -eq 0 ]]; then
@@ -56,11 +45,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/cc-events-packaging.XXXXXX")
 we_installed=0
 cleanup() {
     local rc=$?
-    if [[ $summary_done -eq 0 ]]; then
-        not_ok "test aborted (exit status $rc)"
-        summary
-        [[ $rc -ne 0 ]] || rc=1
-    fi
+    abort_summary "$rc" || rc=$?
     if [[ $we_installed -eq 1 ]] && pkg_known; then
         echo "# cleanup: purging $PKG"
         as_root dpkg -P "$PKG" >/dev/null 2>&1 || echo "# cleanup: dpkg -P $PKG failed" >&2

@@ -14,17 +14,8 @@ SAMPLE=conf/autoload_configs/cc_events.conf.xml
 # The caller's environment must not choose the directories for us.
 unset MODDIR CONFDIR DESTDIR MAKEFLAGS MFLAGS
 
-passed=0
-failed=0
-ok()     { passed=$((passed + 1)); echo "ok - $*"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
-summary_done=0
-summary() { summary_done=1; echo "$passed passed, $failed failed"; }
-# check <description> <command...>: runs the command, records ok / not ok.
-check() {
-    local what=$1; shift
-    if "$@"; then ok "$what"; else not_ok "$what"; fi
-}
+# shellcheck source=tests/tap.sh
+. "$ROOT/tests/tap.sh"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cc-events-source-install.XXXXXX")
 EMPTY_PC="$WORK/empty-pkgconfig"
@@ -50,11 +41,7 @@ PC
 fi
 cleanup() {
     local rc=$?
-    if [[ $summary_done -eq 0 ]]; then
-        not_ok "test aborted (exit status $rc)"
-        summary
-        [[ $rc -ne 0 ]] || rc=1
-    fi
+    abort_summary "$rc" || rc=$?
     rm -rf "$WORK"
     exit "$rc"
 }
