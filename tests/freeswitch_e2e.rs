@@ -11,6 +11,7 @@
 
 mod harness;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -231,7 +232,12 @@ fn json_fields(payload: &str, outer: &str) -> Vec<(String, String)> {
 #[test]
 fn callcenter_events_reach_redis_from_a_real_freeswitch() {
     let Some(prefix) = std::env::var_os("FREESWITCH_PREFIX").map(PathBuf::from) else {
-        eprintln!("SKIPPED freeswitch_e2e: FREESWITCH_PREFIX is not set (point it at an installed FreeSWITCH 1.10 to run this test)");
+        // Straight to stderr, past the test harness's output capture, so that
+        // a plain `cargo test` shows it.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED freeswitch_e2e: FREESWITCH_PREFIX is not set (point it at an installed FreeSWITCH 1.10 to run this test)"
+        );
         return;
     };
     let bin = prefix.join("bin/freeswitch");
