@@ -10,9 +10,11 @@ pub mod command;
 pub mod config;
 mod ffi;
 mod fs;
+mod health;
 pub mod logger;
 mod module;
 pub mod publisher;
+mod redis_link;
 pub mod stats;
 
 use std::ffi::{c_char, CStr};

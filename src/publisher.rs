@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
 use crate::callcenter::CapturedEvent;
-use crate::config::{RedisSettings, Settings};
+use crate::config::Settings;
+use crate::health::{Cause, DropReporter, Health};
 use crate::logger::{Level, LogFn};
+use crate::redis_link::{connect, publish_batch};
 use crate::stats::Stats;
 
 /// How often an idle worker wakes to report drops.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
-/// At most one "queue full" warning per this interval.
-const DROP_WARN_EVERY: Duration = Duration::from_secs(5);
 
 /// The producer side, owned by the module and shared with the event callback.
 pub struct Publisher {
@@ -310,187 +310,6 @@ impl Worker {
             Ok(ev) => Next::Got(ev),
             Err(RecvTimeoutError::Timeout) => Next::Idle,
             Err(RecvTimeoutError::Disconnected) => Next::Closed,
-        }
-    }
-}
-
-fn connect(s: &RedisSettings, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-    use redis::IntoConnectionInfo;
-    let mut redis_info = redis::RedisConnectionInfo::default()
-        .set_db(s.db)
-        .set_lib_name("mod_cc_events", env!("CARGO_PKG_VERSION"));
-    if let Some(u) = &s.username {
-        redis_info = redis_info.set_username(u);
-    }
-    if let Some(p) = &s.password {
-        redis_info = redis_info.set_password(p);
-    }
-    let info = redis::ConnectionAddr::Tcp(s.host.clone(), s.port)
-        .into_connection_info()?
-        .set_redis_settings(redis_info);
-    let client = redis::Client::open(info)?;
-    let conn = client.get_connection_with_timeout(timeout.max(Duration::from_millis(1)))?;
-    conn.set_read_timeout(Some(s.io_timeout))?;
-    conn.set_write_timeout(Some(s.io_timeout))?;
-    Ok(conn)
-}
-
-/// Sends the whole batch in one write, reads the replies, and removes from the
-/// batch what Redis accepted. Returns how many were accepted and the first
-/// error, if any. What stays in the batch (refused with an error reply such as
-/// NOAUTH or NOPERM, or unconfirmed when the connection failed or Redis did not
-/// answer within `limit`) is sent again, in order, after reconnecting.
-fn publish_batch(
-    conn: &mut redis::Connection,
-    channel: &str,
-    batch: &mut Vec<Vec<u8>>,
-    limit: Duration,
-) -> (usize, Option<redis::RedisError>) {
-    let mut pipe = redis::pipe();
-    for payload in batch.iter() {
-        pipe.cmd("PUBLISH").arg(channel).arg(payload.as_slice());
-    }
-    let limit = limit.max(Duration::from_millis(1));
-    if let Err(e) = conn.set_read_timeout(Some(limit)) {
-        return (0, Some(e));
-    }
-    if let Err(e) = conn.send_packed_command(&pipe.get_packed_pipeline()) {
-        return (0, Some(e));
-    }
-    // Replies are read one by one, stopping at the first failure: a stalled
-    // Redis costs at most about twice `limit`, not `limit` per reply.
-    let started = Instant::now();
-    let mut confirmed: Vec<bool> = Vec::with_capacity(batch.len());
-    let mut first_error = None;
-    while confirmed.len() < batch.len() {
-        match conn.recv_response() {
-            Ok(redis::Value::ServerError(e)) => {
-                first_error.get_or_insert_with(|| e.into());
-                confirmed.push(false);
-            }
-            Ok(_) => confirmed.push(true),
-            Err(e) if e.is_timeout() => {
-                first_error.get_or_insert_with(|| no_answer(limit));
-                break;
-            }
-            Err(e) => {
-                first_error.get_or_insert(e);
-                break;
-            }
-        }
-        if confirmed.len() < batch.len() && started.elapsed() > limit {
-            first_error.get_or_insert_with(|| no_answer(limit));
-            break;
-        }
-    }
-    let mut replies = confirmed.into_iter();
-    let before = batch.len();
-    batch.retain(|_| !replies.next().unwrap_or(false));
-    (before - batch.len(), first_error)
-}
-
-fn no_answer(limit: Duration) -> redis::RedisError {
-    std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        format!(
-            "Redis did not answer a batch within {} ms (io-timeout-ms)",
-            limit.as_millis()
-        ),
-    )
-    .into()
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Cause {
-    Connect,
-    Publish,
-}
-
-/// Keeps the log to one line per change of state: an outage is one error line
-/// (and another only if the reason changes), the recovery one info line.
-#[derive(Default)]
-struct Health {
-    failing: Option<(Cause, String)>,
-    announced: bool,
-}
-
-impl Health {
-    fn failed(&mut self, log: &LogFn, stats: &Stats, msg: String, cause: Cause) {
-        if self.failing.as_ref().map(|(_, m)| m) != Some(&msg) {
-            let level = if cause == Cause::Connect {
-                Level::Error
-            } else {
-                Level::Warning
-            };
-            log(level, &msg);
-        }
-        stats.set_error(msg.clone());
-        self.failing = Some((cause, msg));
-        if cause == Cause::Connect {
-            self.announced = false;
-        }
-    }
-
-    /// Returns true when this connect ends an outage (so backoff starts over).
-    fn connected(&mut self, log: &LogFn, target: &str) -> bool {
-        if !self.announced {
-            log(Level::Info, &format!("connected to Redis at {target}"));
-            self.announced = true;
-        }
-        matches!(self.failing, None | Some((Cause::Connect, _)))
-    }
-
-    fn published(&mut self) {
-        self.failing = None;
-    }
-}
-
-/// Turns the drop and malformed-event counters into at most one warning each
-/// per interval: counted on FreeSWITCH's threads, logged from the worker.
-#[derive(Default)]
-struct DropReporter {
-    dropped: Throttled,
-    malformed: Throttled,
-}
-
-#[derive(Default)]
-struct Throttled {
-    reported: u64,
-    last: Option<Instant>,
-}
-
-impl Throttled {
-    /// The count not yet reported, when it is time to report it.
-    fn due(&mut self, total: u64) -> Option<u64> {
-        if total == self.reported || self.last.is_some_and(|t| t.elapsed() < DROP_WARN_EVERY) {
-            return None;
-        }
-        let new = total - self.reported;
-        self.reported = total;
-        self.last = Some(Instant::now());
-        Some(new)
-    }
-}
-
-impl DropReporter {
-    fn report(&mut self, stats: &Stats, log: &LogFn) {
-        let dropped = stats.rejected.load(Relaxed);
-        if let Some(new) = self.dropped.due(dropped) {
-            log(
-                Level::Warning,
-                &format!(
-                    "queue full: dropped {new} events ({dropped} in total); Redis is too slow or unreachable, or raise queue-size"
-                ),
-            );
-        }
-        let malformed = stats.malformed.load(Relaxed);
-        if let Some(new) = self.malformed.due(malformed) {
-            log(
-                Level::Warning,
-                &format!(
-                    "ignored {new} callcenter::info events without a CC-Action header ({malformed} in total); something other than mod_callcenter fires that subclass"
-                ),
-            );
         }
     }
 }
