@@ -37,11 +37,7 @@ pub static mod_cc_events_module_interface: ffi::switch_loadable_module_function_
 /// Runs `f`, turning a panic into one error line and `fallback`.
 fn guarded<T>(what: &str, fallback: T, f: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
-        let why = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
+        let why = logger::panic_message(&*payload);
         // Logging itself must not panic again.
         let _ = catch_unwind(|| {
             fs::log::log(

@@ -13,3 +13,12 @@ pub enum Level {
 }
 
 pub type LogFn = Arc<dyn Fn(Level, &str) + Send + Sync>;
+
+/// The message a caught panic carries, for its log line.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

@@ -91,11 +91,7 @@ impl Publisher {
     /// Gives the worker `shutdown_flush` to publish what is queued, then joins it.
     /// The caller must have stopped calling `offer` (unbound the event callback).
     pub fn shutdown(mut self) -> ShutdownReport {
-        // Dropping the only sender first lets the worker, once woken, see the end of the queue.
-        self.tx = None;
-        self.stop
-            .request(Instant::now() + self.settings.shutdown_flush);
-        let worker_panicked = self.worker.take().is_some_and(|h| h.join().unwrap_or(true));
+        let worker_panicked = self.stop_worker(self.settings.shutdown_flush);
         ShutdownReport {
             published: self.stats.published.load(Relaxed),
             lost: self.stats.lost.load(Relaxed),
@@ -104,15 +100,20 @@ impl Publisher {
     }
 }
 
+impl Publisher {
+    /// Ends the queue, lets the worker flush for up to `flush`, and joins it.
+    /// Returns true when the worker had panicked. Does nothing the second time.
+    fn stop_worker(&mut self, flush: Duration) -> bool {
+        // Dropping the only sender first lets the worker, once woken, see the end of the queue.
+        self.tx = None;
+        self.stop.request(Instant::now() + flush);
+        self.worker.take().is_some_and(|h| h.join().unwrap_or(true))
+    }
+}
+
 impl Drop for Publisher {
     fn drop(&mut self) {
-        if self.worker.is_some() {
-            self.stop.request(Instant::now());
-            self.tx = None;
-            if let Some(h) = self.worker.take() {
-                let _ = h.join();
-            }
-        }
+        self.stop_worker(Duration::ZERO);
     }
 }
 
@@ -167,11 +168,7 @@ impl Worker {
         let stats = self.stats.clone();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run()));
         if let Err(payload) = outcome {
-            let why = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
+            let why = crate::logger::panic_message(&*payload);
             stats.connected.store(false, Relaxed);
             let msg = format!("the Redis worker thread panicked: {why}; events are no longer published until `reload mod_cc_events`");
             stats.set_error(msg.clone());
