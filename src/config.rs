@@ -44,6 +44,8 @@ pub struct Settings {
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     pub shutdown_flush: Duration,
+    /// PING after this long without traffic; zero turns it off.
+    pub idle_ping: Duration,
 }
 
 impl Default for Settings {
@@ -62,8 +64,9 @@ impl Default for Settings {
             queue_size: 10_000,
             batch_size: 256,
             reconnect_min: Duration::from_millis(100),
-            reconnect_max: Duration::from_millis(5000),
+            reconnect_max: Duration::from_millis(1000),
             shutdown_flush: Duration::from_millis(2000),
+            idle_ping: Duration::from_millis(1000),
         }
     }
 }
@@ -72,7 +75,7 @@ impl fmt::Display for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "redis {} channel '{}' queue-size {} batch-size {} connect-timeout-ms {} io-timeout-ms {} reconnect {}..{} ms shutdown-flush-ms {}",
+            "redis {} channel '{}' queue-size {} batch-size {} connect-timeout-ms {} io-timeout-ms {} reconnect {}..{} ms shutdown-flush-ms {} idle-ping-ms {}",
             self.redis.describe(),
             self.channel,
             self.queue_size,
@@ -82,6 +85,7 @@ impl fmt::Display for Settings {
             self.reconnect_min.as_millis(),
             self.reconnect_max.as_millis(),
             self.shutdown_flush.as_millis(),
+            self.idle_ping.as_millis(),
         )
     }
 }
@@ -128,6 +132,7 @@ pub const PARAMS: &[&str] = &[
     "reconnect-min-ms",
     "reconnect-max-ms",
     "shutdown-flush-ms",
+    "idle-ping-ms",
 ];
 
 fn err(param: &str, value: &str, allowed: &str) -> ConfigError {
@@ -191,11 +196,19 @@ impl Settings {
                 "reconnect-min-ms" => s.reconnect_min = millis(name, value, 1, 60_000)?,
                 "reconnect-max-ms" => s.reconnect_max = millis(name, value, 1, 600_000)?,
                 "shutdown-flush-ms" => s.shutdown_flush = millis(name, value, 0, 60_000)?,
+                "idle-ping-ms" => s.idle_ping = millis(name, value, 0, 3_600_000)?,
                 other => warnings.push(format!(
                     "cc_events.conf: unknown param '{other}' ignored; known params are: {}",
                     PARAMS.join(", ")
                 )),
             }
+        }
+        if s.redis.username.is_some() && s.redis.password.is_none() {
+            return Err(err(
+                "username",
+                s.redis.username.as_deref().unwrap_or_default(),
+                "a username needs a password: add <param name=\"password\" value=\"...\"/> (Redis authenticates a user only with its password), or remove username",
+            ));
         }
         if s.reconnect_min > s.reconnect_max {
             return Err(err(
@@ -249,6 +262,7 @@ mod tests {
             ("reconnect-min-ms", "20"),
             ("reconnect-max-ms", "900"),
             ("shutdown-flush-ms", "0"),
+            ("idle-ping-ms", "250"),
         ])
         .unwrap()
         .settings;
@@ -265,6 +279,15 @@ mod tests {
         assert_eq!(s.reconnect_min, Duration::from_millis(20));
         assert_eq!(s.reconnect_max, Duration::from_millis(900));
         assert_eq!(s.shutdown_flush, Duration::ZERO);
+        assert_eq!(s.idle_ping, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn a_username_without_a_password_fails_the_load() {
+        let e = parse(&[("username", "fs")]).unwrap_err();
+        assert_eq!(e.param, "username");
+        assert!(e.to_string().contains("needs a password"), "{e}");
+        assert!(parse(&[("username", "fs"), ("password", "pw")]).is_ok());
     }
 
     #[test]

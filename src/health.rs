@@ -10,48 +10,48 @@ use crate::stats::Stats;
 /// At most one warning per counter per this interval.
 const WARN_EVERY: Duration = Duration::from_secs(5);
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
-    Connect,
-    Publish,
-}
-
 /// Keeps the log to one line per change of state: an outage is one error line
 /// (and another only if the reason changes), the recovery one info line.
 #[derive(Default)]
 pub struct Health {
-    failing: Option<(Cause, String)>,
-    announced: bool,
+    /// The message of the failure in progress.
+    failing: Option<String>,
+    ever_connected: bool,
 }
 
 impl Health {
-    pub fn failed(&mut self, log: &LogFn, stats: &Stats, msg: String, cause: Cause) {
-        if self.failing.as_ref().map(|(_, m)| m) != Some(&msg) {
-            let level = if cause == Cause::Connect {
-                Level::Error
-            } else {
-                Level::Warning
-            };
-            log(level, &msg);
+    pub fn failed(&mut self, log: &LogFn, stats: &Stats, msg: String) {
+        if self.failing.as_ref() != Some(&msg) {
+            log.log(Level::Error, &msg);
         }
         stats.set_error(msg.clone());
-        self.failing = Some((cause, msg));
-        if cause == Cause::Connect {
-            self.announced = false;
-        }
+        self.failing = Some(msg);
     }
 
-    /// Returns true when this connect ends an outage (so backoff starts over).
-    pub fn connected(&mut self, log: &LogFn, target: &str) -> bool {
-        if !self.announced {
-            log(Level::Info, &format!("connected to Redis at {target}"));
-            self.announced = true;
+    /// A connection is up (Redis answered PING). Logs the first connect and
+    /// the end of an outage.
+    pub fn connected(&mut self, log: &LogFn, target: &str) {
+        if !self.ever_connected || self.failing.is_some() {
+            log.log(Level::Info, &format!("connected to Redis at {target}"));
         }
-        matches!(self.failing, None | Some((Cause::Connect, _)))
-    }
-
-    pub fn published(&mut self) {
+        self.ever_connected = true;
         self.failing = None;
+    }
+
+    /// Redis accepted a batch. Ends a refusal (NOPERM, BUSY, ...) that did
+    /// not cost the connection.
+    pub fn published(&mut self, log: &LogFn, target: &str) {
+        if self.failing.take().is_some() {
+            log.log(
+                Level::Info,
+                &format!("Redis at {target} accepts events again"),
+            );
+        }
+    }
+
+    #[cfg(test)]
+    pub fn is_failing(&self) -> bool {
+        self.failing.is_some()
     }
 }
 
@@ -86,8 +86,7 @@ impl DropReporter {
     pub fn report(&mut self, stats: &Stats, log: &LogFn) {
         let dropped = stats.rejected.load(Relaxed);
         if let Some(new) = self.dropped.due(dropped) {
-            log(
-                Level::Warning,
+            log.log(Level::Warning,
                 &format!(
                     "queue full: dropped {new} events ({dropped} in total); Redis is too slow or unreachable, or raise queue-size"
                 ),
@@ -95,8 +94,7 @@ impl DropReporter {
         }
         let malformed = stats.malformed.load(Relaxed);
         if let Some(new) = self.malformed.due(malformed) {
-            log(
-                Level::Warning,
+            log.log(Level::Warning,
                 &format!(
                     "ignored {new} callcenter::info events without a CC-Action header ({malformed} in total); something other than mod_callcenter fires that subclass"
                 ),
@@ -115,7 +113,7 @@ mod tests {
     fn collecting() -> (LogFn, Lines) {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
-        let log: LogFn = Arc::new(move |l, m| sink.lock().unwrap().push((l, m.to_string())));
+        let log = LogFn::new(move |l, m, _| sink.lock().unwrap().push((l, m.to_string())));
         (log, lines)
     }
 
@@ -124,16 +122,14 @@ mod tests {
         let (log, lines) = collecting();
         let stats = Stats::default();
         let mut h = Health::default();
-        assert!(
-            h.connected(&log, "r:1"),
-            "first connect starts backoff over"
-        );
+        h.connected(&log, "r:1");
         for _ in 0..50 {
-            h.failed(&log, &stats, "refused".into(), Cause::Connect);
+            h.failed(&log, &stats, "refused".into());
         }
-        h.failed(&log, &stats, "timed out".into(), Cause::Connect);
-        assert!(h.connected(&log, "r:1"));
-        h.published();
+        h.failed(&log, &stats, "timed out".into());
+        h.connected(&log, "r:1");
+        h.published(&log, "r:1");
+        h.connected(&log, "r:1");
         let lines = lines.lock().unwrap();
         let levels: Vec<Level> = lines.iter().map(|(l, _)| *l).collect();
         assert_eq!(
@@ -141,20 +137,24 @@ mod tests {
             [Level::Info, Level::Error, Level::Error, Level::Info]
         );
         assert_eq!(lines[2].1, "timed out");
+        assert_eq!(lines[3].1, "connected to Redis at r:1");
         assert_eq!(stats.snapshot().last_error.unwrap().1, "timed out");
     }
 
     #[test]
-    fn a_refused_publish_does_not_reset_backoff_on_reconnect() {
-        let (log, _) = collecting();
+    fn a_refusal_that_keeps_the_connection_logs_its_end_on_the_next_success() {
+        let (log, lines) = collecting();
         let stats = Stats::default();
         let mut h = Health::default();
         h.connected(&log, "r:1");
-        h.failed(&log, &stats, "NOPERM".into(), Cause::Publish);
-        assert!(!h.connected(&log, "r:1"), "still failing: keep backing off");
-        h.published();
-        h.failed(&log, &stats, "refused".into(), Cause::Connect);
-        assert!(h.connected(&log, "r:1"));
+        h.failed(&log, &stats, "NOPERM".into());
+        assert!(h.is_failing());
+        h.published(&log, "r:1");
+        h.published(&log, "r:1");
+        let lines = lines.lock().unwrap();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[1], (Level::Error, "NOPERM".to_string()));
+        assert_eq!(lines[2].1, "Redis at r:1 accepts events again");
     }
 
     #[test]

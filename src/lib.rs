@@ -11,11 +11,13 @@ pub mod config;
 mod ffi;
 mod fs;
 mod health;
+mod link;
 pub mod logger;
 mod module;
 pub mod publisher;
-mod redis_link;
 pub mod stats;
+mod stop;
+mod worker;
 
 use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -113,8 +115,8 @@ unsafe extern "C" fn on_event(event: *mut ffi::switch_event_t) {
             return;
         };
         let publisher = ev.bind_user_data().cast::<publisher::Publisher>();
-        // SAFETY: user_data is the Publisher that module::start bound with; it is
-        // dropped only after switch_event_unbind returns, so it outlives every callback.
+        // SAFETY: user_data is the boxed Publisher that fs::event::Binding owns; it
+        // is freed only after switch_event_unbind returns, so it outlives every callback.
         if let Some(publisher) = unsafe { publisher.as_ref() } {
             module::handle_event(&ev, publisher);
         }

@@ -3,15 +3,16 @@
 //! a second `load` after `unload` can find this library's statics as they were.
 
 use std::ffi::CStr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::callcenter::{self, Skip, HEADER_PREFIX};
 use crate::command::{self, Command};
 use crate::config::Settings;
 use crate::fs::event::{Binding, Event};
+use crate::fs::log::{log, logger};
 use crate::fs::session::Channel;
-use crate::fs::{api, event, log::log, xml};
-use crate::logger::{Level, LogFn};
+use crate::fs::{api, event, thread, xml};
+use crate::logger::Level;
 use crate::publisher::Publisher;
 
 pub const MODULE_NAME: &CStr = c"mod_cc_events";
@@ -21,11 +22,13 @@ pub const COMPLETE_ADD: &CStr = c"add cc_events status";
 pub const COMPLETE_DEL: &CStr = c"del cc_events";
 
 struct Running {
-    // Declared first so it is unbound before the publisher it points to is dropped.
-    binding: Option<Binding>,
-    publisher: Box<Publisher>,
+    /// Owns the publisher the callback is handed; unbinding gives it back.
+    binding: Binding<Publisher>,
 }
 
+// Never held across a FreeSWITCH call that takes the event write lock
+// (bind, unbind): an API call on a dispatch thread (an inline mod_lua hook)
+// would then deadlock with load or unload.
 static STATE: Mutex<Option<Running>> = Mutex::new(None);
 
 fn state() -> MutexGuard<'static, Option<Running>> {
@@ -34,15 +37,11 @@ fn state() -> MutexGuard<'static, Option<Running>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn logger() -> LogFn {
-    Arc::new(|level, msg| log(level, msg))
-}
-
 /// Reads the config, starts the worker and binds the event callback.
 /// On error the reason has been logged and nothing is left running.
 pub fn start(on_event: unsafe extern "C" fn(*mut crate::ffi::switch_event_t)) -> Result<(), ()> {
-    let mut state = state();
-    if let Some(old) = state.take() {
+    let previous = state().take();
+    if let Some(old) = previous {
         log(
             Level::Warning,
             "load while already running: stopping the previous instance first",
@@ -64,29 +63,21 @@ pub fn start(on_event: unsafe extern "C" fn(*mut crate::ffi::switch_event_t)) ->
     }
     let settings = parsed.settings;
 
-    let publisher = Publisher::start(settings.clone(), logger())
-        .map(Box::new)
-        .map_err(|e| {
-            log(
-                Level::Error,
-                &format!("cannot start the Redis worker thread: {e}"),
-            )
-        })?;
-    let user_data = std::ptr::from_ref::<Publisher>(&publisher)
-        .cast_mut()
-        .cast();
-    let Some(binding) = event::bind_custom(MODULE_NAME, SUBCLASS, on_event, user_data) else {
+    let publisher = Publisher::start(settings.clone(), logger(), thread::spawn).map_err(|e| {
         log(
             Level::Error,
-            "cannot bind to CUSTOM callcenter::info events; mod_cc_events not loaded",
-        );
-        publisher.shutdown();
-        return Err(());
-    };
-    *state = Some(Running {
-        binding: Some(binding),
-        publisher,
-    });
+            &format!("cannot start the Redis worker thread: {e}; mod_cc_events not loaded"),
+        )
+    })?;
+    let binding = event::bind_custom(MODULE_NAME, SUBCLASS, on_event, Box::new(publisher))
+        .map_err(|publisher| {
+            log(
+                Level::Error,
+                "cannot bind to CUSTOM callcenter::info events; mod_cc_events not loaded",
+            );
+            publisher.shutdown();
+        })?;
+    *state() = Some(Running { binding });
     log(
         Level::Info,
         &format!(
@@ -105,30 +96,34 @@ pub fn stop() {
     }
 }
 
-fn stop_running(mut r: Running) {
-    if let Some(b) = r.binding.take() {
-        b.unbind();
-    }
+fn stop_running(r: Running) {
+    let publisher = r.binding.unbind();
     api::set_complete(COMPLETE_DEL);
-    let report = r.publisher.shutdown();
+    let report = publisher.shutdown();
     if report.worker_panicked {
         log(
             Level::Error,
             "the Redis worker thread had panicked; see the lines above",
         );
     }
-    let level = if report.lost > 0 {
+    let lost = report.rejected + report.lost;
+    let level = if lost > 0 {
         Level::Warning
     } else {
         Level::Info
     };
-    log(
-        level,
-        &format!(
-            "mod_cc_events stopped: {} events published, {} still queued and not published",
-            report.published, report.lost
-        ),
+    let mut line = format!(
+        "mod_cc_events stopped: {} events published, {lost} lost ({} dropped because the queue was full, {} not published when shutdown-flush-ms ran out",
+        report.published, report.rejected, report.lost
     );
+    if report.unconfirmed > 0 {
+        line.push_str(&format!(
+            ", of which {} were sent but not confirmed: Redis may still publish them",
+            report.unconfirmed
+        ));
+    }
+    line.push(')');
+    log(level, &line);
 }
 
 /// The hot path, on FreeSWITCH's event thread: keep only published actions,
@@ -156,7 +151,8 @@ pub fn api_command(args: &str) -> String {
         Command::Usage => command::USAGE.to_string(),
         Command::Status => match &*state() {
             Some(r) => {
-                command::render_status(r.publisher.settings(), &r.publisher.stats().snapshot())
+                let p = r.binding.data();
+                command::render_status(p.settings(), &p.stats().snapshot())
             }
             None => "-ERR mod_cc_events is not running\n".to_string(),
         },

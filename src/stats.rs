@@ -13,6 +13,12 @@ pub struct Stats {
     pub published: AtomicU64,
     /// Taken off the queue but never published (shutdown flush ran out).
     pub lost: AtomicU64,
+    /// Of `lost`: written to Redis but not confirmed when the flush ran out,
+    /// so Redis may still publish them.
+    pub unconfirmed: AtomicU64,
+    /// Accepted and not yet settled (published or lost): in the queue or in
+    /// the batch being sent. Never above `queue-size`.
+    pub held: AtomicU64,
     pub reconnects: AtomicU64,
     /// callcenter::info events without a CC-Action header.
     pub malformed: AtomicU64,
@@ -40,18 +46,11 @@ impl Stats {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        // Read the outflows before the inflow so that a concurrent event can
-        // only make `queued` momentarily high, never wrap below zero.
-        let published = self.published.load(Relaxed);
-        let lost = self.lost.load(Relaxed);
-        let rejected = self.rejected.load(Relaxed);
-        let received = self.received.load(Relaxed);
         Snapshot {
-            received,
-            published,
-            dropped: rejected + lost,
-            // In the queue or in the worker's batch: everything not yet settled.
-            queued: received.saturating_sub(rejected + published + lost),
+            received: self.received.load(Relaxed),
+            published: self.published.load(Relaxed),
+            dropped: self.rejected.load(Relaxed) + self.lost.load(Relaxed),
+            queued: self.held.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
             connected: self.connected.load(Relaxed),
             last_error: self.last_error.lock().ok().and_then(|e| e.clone()),

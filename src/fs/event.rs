@@ -65,51 +65,81 @@ fn starts_with(s: *const std::ffi::c_char, prefix: &[u8]) -> bool {
     })
 }
 
-/// A bound event callback; unbind it before the callback's code or data go away.
-pub struct Binding {
+/// A bound event callback and the data it is handed (`user_data`). The data
+/// lives at a fixed heap address from bind to unbind, and is freed only after
+/// FreeSWITCH has promised that no callback is running or will run again.
+pub struct Binding<T> {
     node: *mut ffi::switch_event_node_t,
+    data: *mut T,
 }
 
-// SAFETY: the node is an opaque handle that FreeSWITCH lets any thread unbind.
-unsafe impl Send for Binding {}
+// SAFETY: the node is an opaque handle that FreeSWITCH lets any thread unbind,
+// and the data is only shared as &T, which T: Sync allows.
+unsafe impl<T: Send + Sync> Send for Binding<T> {}
+// SAFETY: as above; &Binding only hands out &T.
+unsafe impl<T: Send + Sync> Sync for Binding<T> {}
 
-/// Binds `callback` to CUSTOM events of `subclass`.
-pub fn bind_custom(
+/// Binds `callback` to CUSTOM events of `subclass`, handing it `data` as
+/// `user_data`. Gives the data back if FreeSWITCH refuses the binding.
+pub fn bind_custom<T: Send + Sync>(
     owner: &CStr,
     subclass: &CStr,
     callback: unsafe extern "C" fn(*mut ffi::switch_event_t),
-    user_data: *mut c_void,
-) -> Option<Binding> {
+    data: Box<T>,
+) -> Result<Binding<T>, Box<T>> {
+    let data = Box::into_raw(data);
     let mut node = std::ptr::null_mut();
-    // SAFETY: the strings outlive the call (FreeSWITCH copies them); node is a valid out-pointer.
+    // SAFETY: the strings outlive the call (FreeSWITCH copies them); node is a valid
+    // out-pointer; data stays valid until Binding::unbind has unbound.
     let status = unsafe {
         ffi::switch_event_bind_removable(
             owner.as_ptr(),
             ffi::switch_event_types_t_SWITCH_EVENT_CUSTOM,
             subclass.as_ptr(),
             Some(callback),
-            user_data,
+            data.cast(),
             &mut node,
         )
     };
-    (status == ffi::switch_status_t_SWITCH_STATUS_SUCCESS && !node.is_null())
-        .then_some(Binding { node })
-}
-
-impl Binding {
-    /// Returns once no callback of this binding is running or will run again:
-    /// FreeSWITCH takes its event write lock to unbind.
-    pub fn unbind(self) {
-        drop(self);
+    if status == ffi::switch_status_t_SWITCH_STATUS_SUCCESS && !node.is_null() {
+        Ok(Binding { node, data })
+    } else {
+        // SAFETY: not bound, so data is still ours alone, taken back once.
+        Err(unsafe { Box::from_raw(data) })
     }
 }
 
-impl Drop for Binding {
-    fn drop(&mut self) {
+impl<T> Binding<T> {
+    pub fn data(&self) -> &T {
+        // SAFETY: data is a live Box until unbind, and only shared immutably.
+        unsafe { &*self.data }
+    }
+
+    /// Returns once no callback of this binding is running or will run again
+    /// (FreeSWITCH takes its event write lock to unbind), with the data.
+    pub fn unbind(mut self) -> Box<T> {
+        self.release();
+        let data = std::mem::replace(&mut self.data, std::ptr::null_mut());
+        // SAFETY: unbound, so nothing else can reach data; taken back once, and
+        // `self.data` is now null so that Drop does not free it again.
+        unsafe { Box::from_raw(data) }
+    }
+
+    fn release(&mut self) {
         if !self.node.is_null() {
             // SAFETY: node came from switch_event_bind_removable; FreeSWITCH sets it to
             // NULL, so it is unbound once however this value goes away.
             unsafe { ffi::switch_event_unbind(&mut self.node) };
+        }
+    }
+}
+
+impl<T> Drop for Binding<T> {
+    fn drop(&mut self) {
+        self.release();
+        if !self.data.is_null() {
+            // SAFETY: unbound above, so no callback can reach data any more.
+            drop(unsafe { Box::from_raw(self.data) });
         }
     }
 }

@@ -5,6 +5,8 @@ pub mod api;
 pub mod event;
 pub mod log;
 pub mod session;
+pub mod thread;
+pub mod wait;
 pub mod xml;
 
 use crate::ffi;

@@ -1,0 +1,366 @@
+//! The worker thread: takes events off the queue, formats them, sends them
+//! through the Redis link in pipelined batches, and decides what is confirmed.
+//!
+//! It is a small state machine. Disconnected: connect, or wait out a jittered
+//! backoff. Connected: send batches; when idle, PING so that Redis's `timeout`
+//! or a NAT does not close the connection, and reconnect quietly if it was
+//! closed anyway. Draining (shutdown requested): keep sending until the queue
+//! is empty or the flush deadline passes, then count what is left as lost.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::backoff::Backoff;
+use crate::callcenter::CapturedEvent;
+use crate::config::Settings;
+use crate::health::{DropReporter, Health};
+use crate::link::{resp, Failure, Link};
+use crate::logger::{Level, LogFn};
+use crate::stats::Stats;
+use crate::stop::Stop;
+
+/// How often an idle worker wakes to report drops.
+const IDLE_WAKE: Duration = Duration::from_secs(1);
+
+/// One event's commands, in RESP, and how many replies they get. The event is
+/// confirmed only when every one of its replies succeeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub commands: Vec<u8>,
+    pub replies: usize,
+}
+
+/// How many events, from the first, are confirmed when the first `ok` replies
+/// of the batch succeeded.
+pub fn confirmed(batch: &VecDeque<Pending>, ok: usize) -> usize {
+    let mut left = ok;
+    batch
+        .iter()
+        .take_while(|p| {
+            let whole = p.replies <= left;
+            left = left.saturating_sub(p.replies);
+            whole
+        })
+        .count()
+}
+
+pub struct Worker {
+    pub rx: Receiver<CapturedEvent>,
+    pub stats: Arc<Stats>,
+    pub stop: Arc<Stop>,
+    pub settings: Settings,
+    pub log: LogFn,
+    pub link: Box<dyn Link>,
+}
+
+struct Run {
+    w: Worker,
+    backoff: Backoff,
+    health: Health,
+    drops: DropReporter,
+    /// Formatted events taken off the queue, in order, not yet confirmed.
+    batch: VecDeque<Pending>,
+    out: Vec<u8>,
+    last_io: Instant,
+    ever_connected: bool,
+    /// Written in the exchange the shutdown cut short.
+    in_flight: usize,
+}
+
+enum Next {
+    Got(CapturedEvent),
+    Idle,
+    Closed,
+}
+
+impl Worker {
+    /// Runs the loop; a panic is logged at once (events stop being published
+    /// until the module is reloaded) instead of surfacing only at unload.
+    /// Returns true when it panicked.
+    pub fn run_guarded(self) -> bool {
+        let log = self.log.clone();
+        let stats = self.stats.clone();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run()));
+        if let Err(payload) = outcome {
+            let why = crate::logger::panic_message(&*payload);
+            stats.connected.store(false, Relaxed);
+            let msg = format!("the Redis worker thread panicked: {why}; events are no longer published until `reload mod_cc_events`");
+            stats.set_error(msg.clone());
+            log.log(Level::Error, &msg);
+            return true;
+        }
+        false
+    }
+
+    fn run(self) {
+        let backoff = Backoff::new(
+            self.settings.reconnect_min,
+            self.settings.reconnect_max,
+            Backoff::seed(),
+        );
+        let batch = VecDeque::with_capacity(self.settings.batch_size);
+        let mut run = Run {
+            w: self,
+            backoff,
+            health: Health::default(),
+            drops: DropReporter::default(),
+            batch,
+            out: Vec::new(),
+            last_io: Instant::now(),
+            ever_connected: false,
+            in_flight: 0,
+        };
+        run.main_loop();
+        run.finish();
+    }
+}
+
+impl Run {
+    fn main_loop(&mut self) {
+        loop {
+            self.drops.report(&self.w.stats, &self.w.log);
+            if self.w.stop.passed() {
+                return;
+            }
+            let draining = self.w.stop.deadline().is_some();
+            if draining && self.batch.is_empty() {
+                // The sender is gone: an empty queue now means nothing more will come.
+                self.fill();
+                if self.batch.is_empty() {
+                    return;
+                }
+            }
+            if !self.w.link.is_connected() {
+                self.connect();
+                continue;
+            }
+            if self.batch.is_empty() {
+                match self.next_event() {
+                    Next::Got(ev) => self.take(ev),
+                    Next::Idle => {
+                        self.keep_alive();
+                        continue;
+                    }
+                    Next::Closed => return,
+                }
+                self.fill();
+            }
+            if self.w.link.closed_by_peer() {
+                self.quiet_reconnect("the server closed the idle connection");
+                continue;
+            }
+            self.send();
+        }
+    }
+
+    fn connect(&mut self) {
+        let until = self
+            .w
+            .stop
+            .cap(Instant::now() + self.w.settings.redis.connect_timeout);
+        match self.w.link.connect(until) {
+            Ok(()) => {
+                if self.ever_connected {
+                    self.w.stats.reconnects.fetch_add(1, Relaxed);
+                }
+                self.ever_connected = true;
+                self.w.stats.connected.store(true, Relaxed);
+                self.health.connected(&self.w.log, &self.w.link.describe());
+                self.backoff.reset();
+                self.last_io = Instant::now();
+            }
+            Err(f) => {
+                self.w.stats.connected.store(false, Relaxed);
+                self.health
+                    .failed(&self.w.log, &self.w.stats, f.message().to_string());
+                self.pause();
+            }
+        }
+    }
+
+    /// An idle connection found closed is routine (Redis `timeout`, a proxy):
+    /// reconnect at once, without a warning or an error in status.
+    fn quiet_reconnect(&mut self, why: &str) {
+        self.w.link.close();
+        self.w.stats.connected.store(false, Relaxed);
+        self.w.log.log(
+            Level::Debug,
+            &format!("{why} ({}); reconnecting", self.w.link.describe()),
+        );
+    }
+
+    fn keep_alive(&mut self) {
+        let every = self.w.settings.idle_ping;
+        if every.is_zero() || self.last_io.elapsed() < every {
+            return;
+        }
+        if self.w.link.closed_by_peer() {
+            return self.quiet_reconnect("the server closed the idle connection");
+        }
+        let mut ping = Vec::with_capacity(14);
+        resp::command(&mut ping, &[b"PING"]);
+        let until = self
+            .w
+            .stop
+            .cap(Instant::now() + self.w.settings.redis.io_timeout);
+        let ex = self.w.link.exchange(&ping, 1, until);
+        self.last_io = Instant::now();
+        match ex.failure {
+            // Any answer, even NOPERM from a strict ACL, shows the link is alive.
+            None | Some(Failure::Refused(_)) => {}
+            Some(Failure::Broken(_)) => {
+                self.quiet_reconnect("the idle connection was closed");
+            }
+            Some(f) => {
+                self.w
+                    .stats
+                    .connected
+                    .store(self.w.link.is_connected(), Relaxed);
+                let msg = format!("{}; reconnecting", f.message());
+                self.health.failed(&self.w.log, &self.w.stats, msg);
+            }
+        }
+    }
+
+    fn send(&mut self) {
+        self.out.clear();
+        let mut replies = 0;
+        for p in &self.batch {
+            self.out.extend_from_slice(&p.commands);
+            replies += p.replies;
+        }
+        let until = self
+            .w
+            .stop
+            .cap(Instant::now() + self.w.settings.redis.io_timeout);
+        let ex = self.w.link.exchange(&self.out, replies, until);
+        self.last_io = Instant::now();
+        let n = confirmed(&self.batch, ex.ok);
+        self.batch.drain(..n);
+        self.w.stats.published.fetch_add(n as u64, Relaxed);
+        self.w.stats.held.fetch_sub(n as u64, Relaxed);
+        let connected = self.w.link.is_connected();
+        self.w.stats.connected.store(connected, Relaxed);
+        let Some(f) = ex.failure else {
+            self.health.published(&self.w.log, &self.w.link.describe());
+            self.backoff.reset();
+            self.w.stop.clear_full();
+            return;
+        };
+        if self.w.stop.passed() && matches!(f, Failure::Hung(_)) {
+            // Cut short by the shutdown: these were written, and Redis may
+            // still publish them, but nobody confirmed them.
+            self.in_flight = self.batch.len();
+            return;
+        }
+        let msg = match f {
+            Failure::Refused(e) => format!(
+                "Redis refused a command: {e}; that event and the ones after it are kept and sent again, in order"
+            ),
+            other => format!("{}; reconnecting", other.message()),
+        };
+        self.health.failed(&self.w.log, &self.w.stats, msg);
+        self.pause();
+    }
+
+    /// Backoff between attempts: interruptible by shutdown, never past the
+    /// flush deadline, and short while the queue is full.
+    fn pause(&mut self) {
+        let d = self.backoff.next_delay();
+        let d = match self.w.stop.deadline() {
+            Some(end) => d.min(end.saturating_duration_since(Instant::now())),
+            None => d,
+        };
+        self.w.stop.sleep(d, self.w.settings.reconnect_min);
+    }
+
+    fn next_event(&mut self) -> Next {
+        let every = self.w.settings.idle_ping;
+        let wait = if every.is_zero() {
+            IDLE_WAKE
+        } else {
+            every
+                .saturating_sub(self.last_io.elapsed())
+                .clamp(Duration::from_millis(1), IDLE_WAKE)
+        };
+        match self.w.rx.recv_timeout(wait) {
+            Ok(ev) => Next::Got(ev),
+            Err(RecvTimeoutError::Timeout) => Next::Idle,
+            Err(RecvTimeoutError::Disconnected) => Next::Closed,
+        }
+    }
+
+    /// Tops the batch up from the queue without waiting.
+    fn fill(&mut self) {
+        while self.batch.len() < self.w.settings.batch_size {
+            match self.w.rx.try_recv() {
+                Ok(ev) => self.take(ev),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+    }
+
+    /// Formats one event into the commands it needs.
+    fn take(&mut self, ev: CapturedEvent) {
+        let mut payload = Vec::with_capacity(512);
+        ev.write_seed_json(&mut payload);
+        let mut commands = Vec::with_capacity(payload.len() + 64);
+        resp::command(
+            &mut commands,
+            &[b"PUBLISH", self.w.settings.channel.as_bytes(), &payload],
+        );
+        self.batch.push_back(Pending {
+            commands,
+            replies: 1,
+        });
+    }
+
+    fn finish(&mut self) {
+        self.w.link.close();
+        self.w.stats.connected.store(false, Relaxed);
+        let mut lost = self.batch.len() as u64;
+        while self.w.rx.try_recv().is_ok() {
+            lost += 1;
+        }
+        self.w.stats.lost.fetch_add(lost, Relaxed);
+        self.w
+            .stats
+            .unconfirmed
+            .fetch_add(self.in_flight as u64, Relaxed);
+        self.w.stats.held.fetch_sub(lost, Relaxed);
+        self.drops.report(&self.w.stats, &self.w.log);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(replies: &[usize]) -> VecDeque<Pending> {
+        replies
+            .iter()
+            .map(|&r| Pending {
+                commands: Vec::new(),
+                replies: r,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_events_whose_every_reply_came_before_the_first_failure_are_confirmed() {
+        let b = batch(&[1, 1, 1, 1]);
+        assert_eq!(confirmed(&b, 0), 0);
+        assert_eq!(confirmed(&b, 2), 2);
+        assert_eq!(confirmed(&b, 4), 4);
+        // An event with several commands (PUBLISH + XADD) needs all of them.
+        let b = batch(&[2, 3, 1]);
+        assert_eq!(confirmed(&b, 1), 0);
+        assert_eq!(confirmed(&b, 2), 1);
+        assert_eq!(confirmed(&b, 4), 1);
+        assert_eq!(confirmed(&b, 5), 2);
+        assert_eq!(confirmed(&b, 6), 3);
+    }
+}
