@@ -99,6 +99,20 @@ fn installed_include_args() -> Option<(String, Vec<String>)> {
     Some((dir, flags))
 }
 
+/// Tests that need something this machine may lack are `#[ignore]`d, with the
+/// reason, unless build.rs found it: a skipped test must not show as passed.
+fn test_cfgs(installed_headers: bool) {
+    println!("cargo::rustc-check-cfg=cfg(freeswitch_prefix)");
+    println!("cargo::rustc-check-cfg=cfg(freeswitch_installed_headers)");
+    println!("cargo:rerun-if-env-changed=FREESWITCH_PREFIX");
+    if env::var_os("FREESWITCH_PREFIX").is_some_and(|p| !p.is_empty()) {
+        println!("cargo:rustc-cfg=freeswitch_prefix");
+    }
+    if installed_headers {
+        println!("cargo:rustc-cfg=freeswitch_installed_headers");
+    }
+}
+
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
@@ -109,7 +123,9 @@ fn main() {
         println!("cargo:rerun-if-changed={dir}");
     }
 
-    let (headers_dir, clang_args) = match installed_include_args() {
+    let installed = installed_include_args();
+    test_cfgs(installed.is_some());
+    let (headers_dir, clang_args) = match installed {
         Some(found) => found,
         None => (
             bundled.display().to_string(),

@@ -10,7 +10,6 @@
 
 mod harness;
 
-use std::io::Write;
 use std::mem::{offset_of, size_of};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -201,20 +200,6 @@ fn bundled() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("freeswitch-headers")
 }
 
-/// An installed FreeSWITCH's include directory, found the way build.rs finds it.
-fn installed_headers() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("FREESWITCH_INCLUDE_DIR").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d));
-    }
-    let out = Command::new("pkg-config")
-        .args(["--variable=includedir", "freeswitch"])
-        .output()
-        .ok()?;
-    let dir = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    let dir = PathBuf::from(dir);
-    (out.status.success() && dir.join("switch.h").exists()).then_some(dir)
-}
-
 #[test]
 fn rust_bindings_match_the_c_view_of_the_headers_they_came_from() {
     let headers = PathBuf::from(env!("CC_EVENTS_FS_HEADERS"));
@@ -238,14 +223,13 @@ fn bundled_headers_match_freeswitch_1_10_12() {
 }
 
 #[test]
+#[cfg_attr(
+    not(freeswitch_installed_headers),
+    ignore = "no installed FreeSWITCH headers: set FREESWITCH_INCLUDE_DIR or install freeswitch.pc (the recorded 1.10.12 layout is still checked)"
+)]
 fn bundled_headers_match_the_installed_freeswitch() {
-    let Some(real) = installed_headers() else {
-        // Past the test harness's output capture, so a plain `cargo test` shows it.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED bundled_headers_match_the_installed_freeswitch: no installed FreeSWITCH headers (set FREESWITCH_INCLUDE_DIR or install freeswitch.pc); compared against the recorded 1.10.12 layout only"
-        );
-        return;
-    };
+    // The installed headers build.rs found (FREESWITCH_INCLUDE_DIR, or pkg-config).
+    let real = PathBuf::from(env!("CC_EVENTS_FS_HEADERS"));
+    assert_ne!(real, bundled(), "build.rs chose the bundled headers");
     assert_eq!(c_layout(&bundled()), c_layout(&real), "{}", real.display());
 }

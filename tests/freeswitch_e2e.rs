@@ -3,7 +3,8 @@
 //!
 //! Runs only when FREESWITCH_PREFIX names an installed FreeSWITCH (with
 //! mod_callcenter, mod_loopback, mod_dptools, mod_commands, mod_dialplan_xml,
-//! mod_event_socket). Otherwise it says that it was skipped.
+//! mod_event_socket). Without it (build.rs looks at the variable), `cargo test`
+//! lists the test as ignored, with the reason.
 //!
 //!     FREESWITCH_PREFIX=/usr/local/freeswitch cargo test --test freeswitch_e2e -- --nocapture
 //!
@@ -11,7 +12,6 @@
 
 mod harness;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -209,6 +209,25 @@ impl Drop for FreeSwitch {
     }
 }
 
+/// The lines of /proc/<pid>/maps that map a file named like the module
+/// (any directory, "(deleted)" or not).
+fn module_mappings(pid: i32) -> Vec<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/maps: {e}"));
+    maps.lines()
+        .filter(|l| l.contains("mod_cc_events"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The inode column of a maps line: `address perms offset dev inode path`.
+fn mapped_inode(line: &str) -> u64 {
+    line.split_whitespace()
+        .nth(4)
+        .and_then(|i| i.parse().ok())
+        .unwrap_or_else(|| panic!("no inode in maps line {line:?}"))
+}
+
 fn json_fields(payload: &str, outer: &str) -> Vec<(String, String)> {
     // Field order matters to the contract; read it from the text, not a map.
     let inner_start = payload.find(": {").expect("outer object") + 3;
@@ -230,16 +249,15 @@ fn json_fields(payload: &str, outer: &str) -> Vec<(String, String)> {
 }
 
 #[test]
+#[cfg_attr(
+    not(freeswitch_prefix),
+    ignore = "set FREESWITCH_PREFIX to an installed FreeSWITCH 1.10 to run this test"
+)]
 fn callcenter_events_reach_redis_from_a_real_freeswitch() {
-    let Some(prefix) = std::env::var_os("FREESWITCH_PREFIX").map(PathBuf::from) else {
-        // Straight to stderr, past the test harness's output capture, so that
-        // a plain `cargo test` shows it.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED freeswitch_e2e: FREESWITCH_PREFIX is not set (point it at an installed FreeSWITCH 1.10 to run this test)"
-        );
-        return;
-    };
+    let prefix = std::env::var_os("FREESWITCH_PREFIX")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .expect("FREESWITCH_PREFIX must name an installed FreeSWITCH 1.10");
     let bin = prefix.join("bin/freeswitch");
     assert!(bin.exists(), "{} not found", bin.display());
     let mod_dir = modules_dir(&prefix).expect("no mod_callcenter.so under FREESWITCH_PREFIX");
@@ -454,6 +472,60 @@ fn callcenter_events_reach_redis_from_a_real_freeswitch() {
         late += 1;
         assert!(late < 10_000, "Logged Out never arrived");
     }
+
+    // `unload` must leave nothing of the module mapped in FreeSWITCH, after
+    // events, `cc_events status` and the 100 cycles above have run through it:
+    // an upgrade copies a new .so over the old one and loads it, and a mapping
+    // left behind would keep the old code running (dlopen of the same path
+    // finds the old object still loaded) and grow with every reload. glibc keeps
+    // a dlclose()d object mapped while it has thread-local destructors registered
+    // on a live thread (std::thread::spawn registers one on the calling thread).
+    let pid = fs.pid().expect("freeswitch.pid");
+    let out = esl.api("unload mod_cc_events").unwrap();
+    assert!(out.starts_with("+OK"), "final unload: {out}");
+    let mut left = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            left = module_mappings(pid);
+            left.is_empty()
+        }),
+        "after `unload mod_cc_events`, FreeSWITCH (pid {pid}) still maps the module (/proc/{pid}/maps):\n{}",
+        left.join("\n")
+    );
+
+    // An upgrade: the new file is written next to the installed one and renamed
+    // over it (a new inode, as package managers do), then loaded.
+    let staged = base.join("mod_cc_events.so.new");
+    std::fs::copy(harness::core::module_path(), &staged).unwrap();
+    std::fs::rename(&staged, &module).unwrap();
+    let new_inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&module).unwrap());
+    let out = esl.api(&format!("load {}", module.display())).unwrap();
+    assert!(out.starts_with("+OK"), "load of the upgraded file: {out}");
+    let maps = module_mappings(pid);
+    let stale: Vec<&String> = maps
+        .iter()
+        .filter(|l| l.ends_with("(deleted)") || mapped_inode(l) != new_inode)
+        .collect();
+    assert!(
+        !maps.is_empty() && stale.is_empty(),
+        "after the upgrade FreeSWITCH must map only the new file (inode {new_inode}); /proc/{pid}/maps:\n{}",
+        maps.join("\n")
+    );
+    assert!(
+        wait_until(WAIT, || esl
+            .api("cc_events status")
+            .unwrap()
+            .contains("redis:      connected")),
+        "after the upgrade: {}",
+        esl.api("cc_events status").unwrap()
+    );
+    esl.api("callcenter_config agent set status tenant-1@areski Available")
+        .unwrap();
+    assert_eq!(
+        sub.take(1, WAIT)[0],
+        r#"{"Agent-Status-Change:" : {"CC_Agent": "tenant-1@areski", "CC_Agent_Status": "Available"}}"#,
+        "the upgraded module publishes"
+    );
 
     let _ = esl.api("fsctl shutdown");
     assert!(
