@@ -4,7 +4,8 @@
 //! - Events: bound callbacks run under a read lock, on whatever threads fire;
 //!   `switch_event_unbind` takes the write lock, so it waits for running callbacks.
 //! - Sessions: `switch_core_session_perform_locate` read-locks a session until
-//!   `switch_core_session_rwunlock`; a vanished session is simply not found.
+//!   `switch_core_session_rwunlock`; a vanished session is simply not found, and
+//!   one whose channel is hanging up is refused, as FreeSWITCH's read lock refuses it.
 //! - XML: `switch_xml_open_cfg` serves `<configuration name="...">` from a file
 //!   the test wrote, as a real `struct switch_xml` tree, until `switch_xml_free`.
 //! - Modules: load/shutdown through the exported function table, API commands
@@ -19,7 +20,7 @@ use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
 use std::ptr::null_mut;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, RwLock};
 
 use super::ffi;
@@ -39,9 +40,18 @@ struct Binding {
     user_data: usize,
 }
 
+/// `switch_channel_state_t` (switch_types.h): the states the harness uses.
+/// A member waiting in a queue runs the callcenter application: CS_EXECUTE.
+const CS_EXECUTE: u32 = 4;
+/// `switch_channel_perform_hangup` (switch_channel.c) sets this; CS_REPORTING
+/// and CS_DESTROY follow. `switch_channel_down_nosig` is `state >= CS_HANGUP`.
+const CS_HANGUP: u32 = 10;
+
 struct Session {
     /// Lower-cased names: FreeSWITCH looks variables up case-insensitively.
     vars: HashMap<Vec<u8>, CString>,
+    /// `channel->state`.
+    state: AtomicU32,
     /// The session's memory pool: `dup = TRUE` copies live here until the session goes.
     pool: Mutex<Pool>,
 }
@@ -155,6 +165,7 @@ pub fn open_xml_trees() -> usize {
 }
 
 /// Makes a live session with these channel variables (names without `variable_`).
+/// Its channel is in CS_EXECUTE.
 pub fn add_session(uuid: &str, vars: &HashMap<String, String>) {
     let vars = vars
         .iter()
@@ -167,6 +178,7 @@ pub fn add_session(uuid: &str, vars: &HashMap<String, String>) {
         .collect();
     let session = Session {
         vars,
+        state: AtomicU32::new(CS_EXECUTE),
         pool: Mutex::default(),
     };
     CORE.sessions
@@ -175,7 +187,23 @@ pub fn add_session(uuid: &str, vars: &HashMap<String, String>) {
         .insert(uuid.as_bytes().to_vec(), Arc::new(session));
 }
 
-/// The session hangs up: later lookups do not find it.
+fn session(uuid: &str) -> Arc<Session> {
+    CORE.sessions
+        .lock()
+        .unwrap()
+        .get(uuid.as_bytes())
+        .cloned()
+        .unwrap_or_else(|| panic!("no session {uuid}"))
+}
+
+/// The session's channel hangs up (`switch_channel_perform_hangup` sets CS_HANGUP).
+/// The session stays in the session table until it is destroyed (`remove_session`),
+/// but `switch_core_session_perform_locate` no longer hands it out.
+pub fn hangup_session(uuid: &str) {
+    session(uuid).state.store(CS_HANGUP, SeqCst);
+}
+
+/// The session is destroyed: later lookups do not find it.
 pub fn remove_session(uuid: &str) {
     CORE.sessions.lock().unwrap().remove(uuid.as_bytes());
 }
@@ -605,6 +633,13 @@ pub extern "C" fn switch_event_get_header_idx(
     null_mut()
 }
 
+/// `switch_core_session_perform_locate` (switch_core_session.c): under
+/// `runtime.session_hash_mutex`, find the session and take its read lock with
+/// `switch_core_session_read_lock` (switch_core_rwlock.c). That is a *try* read
+/// lock which is then given back, and the session refused, when the session is
+/// SSF_DESTROYED or `switch_channel_down_nosig(channel)`, i.e. its state is
+/// CS_HANGUP or later. A session being destroyed is write-locked (so the try
+/// fails) and then leaves the table: the harness models both as `remove_session`.
 #[no_mangle]
 pub extern "C" fn switch_core_session_perform_locate(
     uuid_str: *const c_char,
@@ -617,13 +652,16 @@ pub extern "C" fn switch_core_session_perform_locate(
     }
     // SAFETY: NUL-terminated UUID from the module.
     let uuid = unsafe { CStr::from_ptr(uuid_str) }.to_bytes();
-    match CORE.sessions.lock().unwrap().get(uuid) {
-        Some(s) => {
-            CORE.session_locks.fetch_add(1, SeqCst);
-            Arc::into_raw(s.clone()).cast_mut().cast()
-        }
-        None => null_mut(),
+    let sessions = CORE.sessions.lock().unwrap();
+    let Some(s) = sessions.get(uuid) else {
+        return null_mut();
+    };
+    if s.state.load(SeqCst) >= CS_HANGUP {
+        // "not available, forget it": no lock is left held.
+        return null_mut();
     }
+    CORE.session_locks.fetch_add(1, SeqCst);
+    Arc::into_raw(s.clone()).cast_mut().cast()
 }
 
 #[no_mangle]
