@@ -158,6 +158,62 @@ fn hanging_up_member_session_is_published_without_the_channel_variables() {
     core::remove_session(SEED_UUID);
 }
 
+/// Clears the host's global variables when a test ends, however it ends.
+struct GlobalVariables;
+
+impl Drop for GlobalVariables {
+    fn drop(&mut self) {
+        core::clear_global_variables();
+    }
+}
+
+/// switch_channel_get_variable_dup falls back to the caller profile and then to
+/// FreeSWITCH's global variables (vars.xml `<X-PRE-PROCESS cmd="set">`, `global_setvar`)
+/// when the channel has no variable of that name. The module asks FreeSWITCH for
+/// the member's variables, so it publishes what FreeSWITCH answers: the channel's
+/// own value when it has one, the global one otherwise.
+#[test]
+fn a_global_variable_is_published_when_the_member_channel_has_none_of_that_name() {
+    let t = harness::load_with_redis(&[]);
+    let _globals = GlobalVariables;
+    // Global names are case-insensitive too.
+    core::set_global_variable("Campaign_ID", Some("from-vars-xml"));
+
+    seed_member_session();
+    core::fire(&mut seed_offering_event());
+    // A caller profile does not shadow it: campaign_id is not a profile field.
+    seed_member_session_without(&["campaign_id"]);
+    core::set_caller_profile(
+        SEED_UUID,
+        &[
+            ("caller_id_name", "Outbound Call"),
+            ("caller_id_number", "34650110022"),
+        ],
+    );
+    core::fire(&mut seed_offering_event());
+    core::set_global_variable("campaign_id", None);
+    core::fire(&mut seed_offering_event());
+
+    let got = t.sub.take(3, WAIT);
+    assert_eq!(got[0], SEED_OFFERING, "the channel's own variable wins");
+    assert_eq!(
+        got[1],
+        SEED_OFFERING.replace(
+            r#""campaign_id": "295""#,
+            r#""campaign_id": "from-vars-xml""#
+        ),
+        "without one, FreeSWITCH answers with the global variable"
+    );
+    assert_eq!(
+        got[2],
+        SEED_OFFERING.replace(r#""campaign_id": "295", "#, ""),
+        "with neither, the field is left out"
+    );
+    t.module.unload();
+    assert_eq!(core::session_locks_held(), 0);
+    core::remove_session(SEED_UUID);
+}
+
 #[test]
 fn other_events_subclasses_and_malformed_events_publish_nothing_and_never_crash() {
     let t = harness::load_with_redis(&[]);
