@@ -594,6 +594,92 @@ pub fn module_path() -> PathBuf {
     }
 }
 
+/// A file's identity as /proc/self/maps shows it: device (major, minor) and inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId {
+    pub major: u64,
+    pub minor: u64,
+    pub inode: u64,
+}
+
+impl FileId {
+    /// The file at `path` now.
+    pub fn of(path: &Path) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        let meta =
+            std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+        let dev = meta.dev();
+        // glibc's gnu_dev_major / gnu_dev_minor.
+        FileId {
+            major: ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff),
+            minor: (dev & 0xff) | ((dev >> 12) & !0xff),
+            inode: meta.ino(),
+        }
+    }
+
+    /// The identity in one line of /proc/self/maps (`start-end perms offset maj:min inode path`).
+    pub fn of_maps_line(line: &str) -> Option<FileId> {
+        let mut f = line.split_whitespace().skip(3);
+        let (major, minor) = f.next()?.split_once(':')?;
+        Some(FileId {
+            major: u64::from_str_radix(major, 16).ok()?,
+            minor: u64::from_str_radix(minor, 16).ok()?,
+            inode: f.next()?.parse().ok()?,
+        })
+    }
+}
+
+/// The path field of a /proc/self/maps line (empty for anonymous mappings).
+fn maps_path(line: &str) -> &str {
+    // Five fields, then the path, which may contain spaces (" (deleted)").
+    let mut rest = line;
+    for _ in 0..5 {
+        rest = rest.trim_start();
+        rest = rest.find(' ').map_or("", |i| &rest[i..]);
+    }
+    rest.trim_start()
+}
+
+/// `path` as the kernel prints it: symlinks resolved. Works for a file that is gone.
+fn resolved(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| {
+        let dir = path.parent().expect("a file path");
+        std::fs::canonicalize(dir).map_or_else(
+            |_| path.to_path_buf(),
+            |d| d.join(path.file_name().expect("a file path")),
+        )
+    })
+}
+
+/// Lines of /proc/self/maps mapping the file `id`.
+pub fn mappings_of(id: FileId) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|l| FileId::of_maps_line(l) == Some(id))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Lines of /proc/self/maps that belong to the file at `path`: by its resolved
+/// path (which the kernel suffixes with " (deleted)" once the file is unlinked
+/// or replaced), or by the device and inode the path names now.
+pub fn module_mappings(path: &Path) -> Vec<String> {
+    let want = resolved(path);
+    let want = want.to_str().expect("a UTF-8 path");
+    let deleted = format!("{want} (deleted)");
+    let id = path.exists().then(|| FileId::of(path));
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            let p = maps_path(l);
+            p == want || p == deleted || (id.is_some() && FileId::of_maps_line(l) == id)
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A module loaded the way FreeSWITCH loads one.
 pub struct LoadedModule {
     lib: *mut c_void,
