@@ -146,7 +146,8 @@ fn unload_leaves_nothing_mapped(load_on_exiting_thread: bool) {
     harness::config_for(redis.port, &[]);
     fixtures::add_member_sessions();
     let sub = Subscriber::new(&redis, "callcenter_events");
-    let so: PathBuf = temp_dir("unload").join("mod_cc_events.so");
+    let dir = temp_dir("unload");
+    let so: PathBuf = dir.join("mod_cc_events.so");
     copy_module_to(&so);
     let id = FileId::of(&so);
 
@@ -175,6 +176,8 @@ fn unload_leaves_nothing_mapped(load_on_exiting_thread: bool) {
     let report = mapped_report(&so, id);
     drop(dispatch);
     core::clear_sessions();
+    // A mapping outlives its file; the 19 MB copy need not.
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         left_by_path.is_empty() && left_by_inode.is_empty(),
         "the module is still mapped after unload; {report}"
@@ -200,7 +203,8 @@ fn reload_after_replacing_the_file_maps_only_the_new_one() {
     harness::config_for(redis.port, &[]);
     fixtures::add_member_sessions();
     let sub = Subscriber::new(&redis, "callcenter_events");
-    let so: PathBuf = temp_dir("reload").join("mod_cc_events.so");
+    let dir = temp_dir("reload");
+    let so: PathBuf = dir.join("mod_cc_events.so");
     copy_module_to(&so);
     let old = FileId::of(&so);
 
@@ -233,6 +237,7 @@ fn reload_after_replacing_the_file_maps_only_the_new_one() {
     assert_eq!(module.unload(), 0);
     drop(dispatch);
     core::clear_sessions();
+    let _ = std::fs::remove_dir_all(&dir);
 
     let after_reload = match (new_mapped.is_empty(), ids.iter().all(|&i| i == new)) {
         (false, true) => "only the new file",
