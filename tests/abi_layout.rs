@@ -157,6 +157,13 @@ fn rust_layout() -> String {
     size!(s, "switch_status_t", switch_status_t);
     size!(s, "switch_event_types_t", switch_event_types_t);
     size!(s, "switch_bool_t", switch_bool_t);
+    size!(s, "switch_log_level_t", switch_log_level_t);
+    size!(s, "switch_text_channel_t", switch_text_channel_t);
+    size!(
+        s,
+        "switch_module_interface_name_t",
+        switch_module_interface_name_t
+    );
     value!(s, "SWITCH_API_VERSION", SWITCH_API_VERSION);
     value!(
         s,
@@ -170,6 +177,11 @@ fn rust_layout() -> String {
     );
     value!(
         s,
+        "SWITCH_STATUS_NOUNLOAD",
+        switch_status_t_SWITCH_STATUS_NOUNLOAD
+    );
+    value!(
+        s,
         "SWITCH_EVENT_CUSTOM",
         switch_event_types_t_SWITCH_EVENT_CUSTOM
     );
@@ -179,6 +191,7 @@ fn rust_layout() -> String {
         switch_module_interface_name_t_SWITCH_API_INTERFACE
     );
     value!(s, "SWITCH_FALSE", switch_bool_t_SWITCH_FALSE);
+    value!(s, "SWITCH_TRUE", switch_bool_t_SWITCH_TRUE);
     value!(
         s,
         "SWITCH_CHANNEL_ID_LOG",

@@ -12,6 +12,9 @@ const WAIT: Duration = Duration::from_secs(10);
 
 // The seed document's two examples, without the document's surrounding quotes.
 const SEED_OFFERING: &str = r#"{"Offering-Call-Agent:" : {"callrequest_id": "276547", "CC_Agent": "tenant-1@areski", "campaign_id": "295", "CC_Member_CID_Name": "Outbound Call", "CC_Agent_System": "single_box", "phonenumber": "34650844400", "callerid_number": "34650844400", "CC_Member_Session_UUID": "4dbd89c2-8e54-43a6-a0b4-a7d26b09ae6c", "CC_Member_UUID": "33e7df24-133c-47c1-9aec-b985d507d43e", "CC_Member_CID_Number": "34650110022", "CC_Queue": "tenant-1@areski-queue"}}"#;
+/// The seed offering when the member's session cannot be locked: no channel variables.
+const OFFERING_WITHOUT_VARIABLES: &str = r#"{"Offering-Call-Agent:" : {"CC_Agent": "tenant-1@areski", "CC_Member_CID_Name": "Outbound Call", "CC_Agent_System": "single_box", "CC_Member_Session_UUID": "4dbd89c2-8e54-43a6-a0b4-a7d26b09ae6c", "CC_Member_UUID": "33e7df24-133c-47c1-9aec-b985d507d43e", "CC_Member_CID_Number": "34650110022", "CC_Queue": "tenant-1@areski-queue"}}"#;
+const SEED_UUID: &str = "4dbd89c2-8e54-43a6-a0b4-a7d26b09ae6c";
 const SEED_STATUS: &str = r#"{"Agent-Status-Change:" : {"CC_Agent": "tenant-1@areski", "CC_Agent_Status": "Logged Out"}}"#;
 
 fn status_event(agent: &str, status: &str) -> OwnedEvent {
@@ -33,24 +36,29 @@ fn seed_offering_event() -> OwnedEvent {
         .find(|f| f.file == "005-agent-offering.txt")
         .unwrap();
     f.event()
-        .with_header(
-            "CC-Member-Session-UUID",
-            b"4dbd89c2-8e54-43a6-a0b4-a7d26b09ae6c",
-        )
+        .with_header("CC-Member-Session-UUID", SEED_UUID.as_bytes())
         .with_header("CC-Member-UUID", b"33e7df24-133c-47c1-9aec-b985d507d43e")
 }
 
+const SEED_VARS: [(&str, &str); 4] = [
+    ("callrequest_id", "276547"),
+    ("campaign_id", "295"),
+    ("phonenumber", "34650844400"),
+    ("callerid_number", "34650844400"),
+];
+
 fn seed_member_session() {
-    let vars = [
-        ("callrequest_id", "276547"),
-        ("campaign_id", "295"),
-        ("phonenumber", "34650844400"),
-        ("callerid_number", "34650844400"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    core::add_session("4dbd89c2-8e54-43a6-a0b4-a7d26b09ae6c", &vars);
+    seed_member_session_without(&[]);
+}
+
+/// The seed member's session, without the channel variables named in `missing`.
+fn seed_member_session_without(missing: &[&str]) {
+    let vars = SEED_VARS
+        .iter()
+        .filter(|(k, _)| !missing.contains(k))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    core::add_session(SEED_UUID, &vars);
 }
 
 #[test]
@@ -118,16 +126,92 @@ fn recorded_scenario_publishes_exactly_the_expected_payloads() {
 fn vanished_member_session_leaves_out_the_channel_variables() {
     let t = harness::load_with_redis(&[]);
     seed_member_session();
-    core::remove_session("4dbd89c2-8e54-43a6-a0b4-a7d26b09ae6c");
+    core::remove_session(SEED_UUID);
 
     core::fire(&mut seed_offering_event());
     let got = t.sub.take(1, WAIT);
+    assert_eq!(got[0], OFFERING_WITHOUT_VARIABLES);
+    t.module.unload();
+    assert_eq!(core::session_locks_held(), 0);
+}
+
+/// A member who hangs up while being offered: the session is still in FreeSWITCH's
+/// session table, but switch_core_session_perform_locate refuses it (its read lock
+/// refuses a channel in CS_HANGUP or later). The offering is published all the same.
+#[test]
+fn hanging_up_member_session_is_published_without_the_channel_variables() {
+    let t = harness::load_with_redis(&[]);
+    seed_member_session();
+    core::hangup_session(SEED_UUID);
+    let copies_before = core::pool_copies();
+
+    core::fire(&mut seed_offering_event());
+    let got = t.sub.take(1, WAIT);
+    assert_eq!(got[0], OFFERING_WITHOUT_VARIABLES);
     assert_eq!(
-        got[0],
-        r#"{"Offering-Call-Agent:" : {"CC_Agent": "tenant-1@areski", "CC_Member_CID_Name": "Outbound Call", "CC_Agent_System": "single_box", "CC_Member_Session_UUID": "4dbd89c2-8e54-43a6-a0b4-a7d26b09ae6c", "CC_Member_UUID": "33e7df24-133c-47c1-9aec-b985d507d43e", "CC_Member_CID_Number": "34650110022", "CC_Queue": "tenant-1@areski-queue"}}"#
+        core::session_locks_held(),
+        0,
+        "the refused session is not left locked"
+    );
+    assert_eq!(core::pool_copies(), copies_before, "no variable was read");
+    t.module.unload();
+    core::remove_session(SEED_UUID);
+}
+
+/// Clears the host's global variables when a test ends, however it ends.
+struct GlobalVariables;
+
+impl Drop for GlobalVariables {
+    fn drop(&mut self) {
+        core::clear_global_variables();
+    }
+}
+
+/// switch_channel_get_variable_dup falls back to the caller profile and then to
+/// FreeSWITCH's global variables (vars.xml `<X-PRE-PROCESS cmd="set">`, `global_setvar`)
+/// when the channel has no variable of that name. The module asks FreeSWITCH for
+/// the member's variables, so it publishes what FreeSWITCH answers: the channel's
+/// own value when it has one, the global one otherwise.
+#[test]
+fn a_global_variable_is_published_when_the_member_channel_has_none_of_that_name() {
+    let t = harness::load_with_redis(&[]);
+    let _globals = GlobalVariables;
+    // Global names are case-insensitive too.
+    core::set_global_variable("Campaign_ID", Some("from-vars-xml"));
+
+    seed_member_session();
+    core::fire(&mut seed_offering_event());
+    // A caller profile does not shadow it: campaign_id is not a profile field.
+    seed_member_session_without(&["campaign_id"]);
+    core::set_caller_profile(
+        SEED_UUID,
+        &[
+            ("caller_id_name", "Outbound Call"),
+            ("caller_id_number", "34650110022"),
+        ],
+    );
+    core::fire(&mut seed_offering_event());
+    core::set_global_variable("campaign_id", None);
+    core::fire(&mut seed_offering_event());
+
+    let got = t.sub.take(3, WAIT);
+    assert_eq!(got[0], SEED_OFFERING, "the channel's own variable wins");
+    assert_eq!(
+        got[1],
+        SEED_OFFERING.replace(
+            r#""campaign_id": "295""#,
+            r#""campaign_id": "from-vars-xml""#
+        ),
+        "without one, FreeSWITCH answers with the global variable"
+    );
+    assert_eq!(
+        got[2],
+        SEED_OFFERING.replace(r#""campaign_id": "295", "#, ""),
+        "with neither, the field is left out"
     );
     t.module.unload();
     assert_eq!(core::session_locks_held(), 0);
+    core::remove_session(SEED_UUID);
 }
 
 #[test]

@@ -49,12 +49,17 @@ int main(void)
 	SIZE(switch_status_t);
 	SIZE(switch_event_types_t);
 	SIZE(switch_bool_t);
+	SIZE(switch_log_level_t);
+	SIZE(switch_text_channel_t);
+	SIZE(switch_module_interface_name_t);
 	VAL(SWITCH_API_VERSION);
 	VAL(SWITCH_STATUS_SUCCESS);
 	VAL(SWITCH_STATUS_FALSE);
+	VAL(SWITCH_STATUS_NOUNLOAD);
 	VAL(SWITCH_EVENT_CUSTOM);
 	VAL(SWITCH_API_INTERFACE);
 	VAL(SWITCH_FALSE);
+	VAL(SWITCH_TRUE);
 	VAL(SWITCH_CHANNEL_ID_LOG);
 	VAL(SWITCH_LOG_DEBUG);
 	VAL(SWITCH_LOG_INFO);

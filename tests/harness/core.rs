@@ -4,7 +4,10 @@
 //! - Events: bound callbacks run under a read lock, on whatever threads fire;
 //!   `switch_event_unbind` takes the write lock, so it waits for running callbacks.
 //! - Sessions: `switch_core_session_perform_locate` read-locks a session until
-//!   `switch_core_session_rwunlock`; a vanished session is simply not found.
+//!   `switch_core_session_rwunlock`; a vanished session is simply not found, and
+//!   one whose channel is hanging up is refused, as FreeSWITCH's read lock refuses it.
+//! - Variables: `switch_channel_get_variable_dup` looks in the channel's variables,
+//!   then its caller profile's fields, then the global variables, as FreeSWITCH does.
 //! - XML: `switch_xml_open_cfg` serves `<configuration name="...">` from a file
 //!   the test wrote, as a real `struct switch_xml` tree, until `switch_xml_free`.
 //! - Modules: load/shutdown through the exported function table, API commands
@@ -19,7 +22,7 @@ use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
 use std::ptr::null_mut;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, RwLock};
 
 use super::ffi;
@@ -39,11 +42,170 @@ struct Binding {
     user_data: usize,
 }
 
+/// `switch_channel_state_t` (switch_types.h): the states the harness uses.
+/// A member waiting in a queue runs the callcenter application: CS_EXECUTE.
+const CS_EXECUTE: u32 = 4;
+/// `switch_channel_perform_hangup` (switch_channel.c) sets this; CS_REPORTING
+/// and CS_DESTROY follow. `switch_channel_down_nosig` is `state >= CS_HANGUP`.
+const CS_HANGUP: u32 = 10;
+
 struct Session {
     /// Lower-cased names: FreeSWITCH looks variables up case-insensitively.
     vars: HashMap<Vec<u8>, CString>,
+    /// `channel->caller_profile`. Its lock stands in for `channel->profile_mutex`,
+    /// which `switch_channel_get_variable_dup` holds for the whole lookup.
+    profile: Mutex<Option<CallerProfile>>,
+    /// `channel->state`.
+    state: AtomicU32,
     /// The session's memory pool: `dup = TRUE` copies live here until the session goes.
     pool: Mutex<Pool>,
+}
+
+/// Every field `switch_caller_get_field_by_name` (switch_caller.c) answers for,
+/// in its order, with the header `switch_caller_profile_event_set_data` names it
+/// by in a `uuid_dump` (`Caller-<suffix>`), where it has one.
+/// Not modelled: the `soft` profile variables, looked up only when switch.conf
+/// sets `caller-profile-soft-lookup-values` (off by default).
+pub const CALLER_PROFILE_FIELDS: [(&str, Option<&str>); 37] = [
+    ("dialplan", Some("Dialplan")),
+    ("username", Some("Username")),
+    ("caller_id_name", Some("Caller-ID-Name")),
+    ("caller_id_number", Some("Caller-ID-Number")),
+    ("orig_caller_id_name", Some("Orig-Caller-ID-Name")),
+    ("orig_caller_id_number", Some("Orig-Caller-ID-Number")),
+    ("callee_id_name", Some("Callee-ID-Name")),
+    ("callee_id_number", Some("Callee-ID-Number")),
+    ("ani", Some("ANI")),
+    ("aniii", Some("ANI-II")),
+    ("network_addr", Some("Network-Addr")),
+    ("rdnis", Some("RDNIS")),
+    ("destination_number", Some("Destination-Number")),
+    ("uuid", Some("Unique-ID")),
+    ("source", Some("Source")),
+    ("transfer_source", Some("Transfer-Source")),
+    ("context", Some("Context")),
+    ("chan_name", Some("Channel-Name")),
+    ("profile_index", Some("Profile-Index")),
+    ("caller_ton", None),
+    ("caller_numplan", None),
+    ("destination_number_ton", None),
+    ("destination_number_numplan", None),
+    ("ani_ton", None),
+    ("ani_numplan", None),
+    ("rdnis_ton", None),
+    ("rdnis_numplan", None),
+    ("screen_bit", Some("Screen-Bit")),
+    ("privacy_hide_name", Some("Privacy-Hide-Name")),
+    ("privacy_hide_number", Some("Privacy-Hide-Number")),
+    ("profile_created_time", Some("Profile-Created-Time")),
+    ("created_time", Some("Channel-Created-Time")),
+    ("answered_time", Some("Channel-Answered-Time")),
+    ("progress_time", Some("Channel-Progress-Time")),
+    ("progress_media_time", Some("Channel-Progress-Media-Time")),
+    ("hungup_time", Some("Channel-Hangup-Time")),
+    ("transferred_time", Some("Channel-Transfer-Time")),
+];
+
+/// A channel's caller profile: each field's value as `switch_caller_get_field_by_name`
+/// returns it (None for a NULL field), in `CALLER_PROFILE_FIELDS` order.
+struct CallerProfile {
+    fields: Vec<(&'static str, Option<CString>)>,
+}
+
+impl CallerProfile {
+    /// The profile `switch_caller_profile_new` builds from the constructor's
+    /// arguments among `given` (username, dialplan, caller_id_name, caller_id_number,
+    /// network_addr, ani, aniii, rdnis, source, context, destination_number), after
+    /// `switch_channel_set_caller_profile` attached it to the channel of `uuid`;
+    /// every other field in `given` then overrides what that left.
+    /// Values are kept as given (FreeSWITCH also runs the constructor's through
+    /// switch_clean_string, which only matters for unusual characters).
+    fn new(uuid: &str, given: &[(&str, &str)]) -> CallerProfile {
+        for (name, _) in given {
+            assert!(
+                CALLER_PROFILE_FIELDS.iter().any(|(f, _)| f == name),
+                "{name} is not a caller profile field"
+            );
+        }
+        let arg = |name: &str| {
+            given
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| *v)
+                .filter(|v| !v.is_empty())
+        };
+        // switch_caller_profile_new: zstr() arguments get these defaults,
+        // profile_dup_clean() turns the remaining empty ones into SWITCH_BLANK_STRING.
+        let context = arg("context").unwrap_or("default");
+        let cid_name = arg("caller_id_name").unwrap_or(""); // SWITCH_DEFAULT_CLID_NAME
+        let cid_number = arg("caller_id_number").unwrap_or("0000000000"); // SWITCH_DEFAULT_CLID_NUMBER
+        let ani = arg("ani").unwrap_or(cid_number);
+        // switch_channel_set_caller_profile stamps the times with switch_micro_time_now().
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+            .to_string();
+        let default = |field: &str| -> Option<String> {
+            Some(match field {
+                "username" | "dialplan" | "network_addr" | "aniii" | "rdnis" | "source"
+                | "destination_number" => arg(field).unwrap_or("").to_string(),
+                "caller_id_name" | "orig_caller_id_name" => cid_name.to_string(),
+                "caller_id_number" | "orig_caller_id_number" => cid_number.to_string(),
+                "ani" => ani.to_string(),
+                "context" => context.to_string(),
+                // SWITCH_BLANK_STRING in switch_caller_profile_new.
+                "callee_id_name" | "callee_id_number" => String::new(),
+                // Set by switch_channel_set_caller_profile: the session's UUID and the
+                // channel's name (the harness's channels have none), index of the first profile.
+                "uuid" => uuid.to_string(),
+                "chan_name" => String::new(),
+                "profile_index" => "1".to_string(),
+                // Left NULL by switch_caller_profile_new's memset.
+                "transfer_source" => return None,
+                // SWITCH_TON_UNDEF and SWITCH_NUMPLAN_UNDEF, printed with %u.
+                f if f.ends_with("_ton") || f.ends_with("_numplan") => "255".to_string(),
+                // SWITCH_CPF_SCREEN is set, the privacy flags are not.
+                "screen_bit" => "true".to_string(),
+                "privacy_hide_name" | "privacy_hide_number" => "false".to_string(),
+                "profile_created_time" | "created_time" => now.clone(),
+                _ => "0".to_string(),
+            })
+        };
+        const ARGS: [&str; 11] = [
+            "username",
+            "dialplan",
+            "caller_id_name",
+            "caller_id_number",
+            "network_addr",
+            "ani",
+            "aniii",
+            "rdnis",
+            "source",
+            "context",
+            "destination_number",
+        ];
+        let fields = CALLER_PROFILE_FIELDS
+            .iter()
+            .map(|&(field, _)| {
+                let set_later = given
+                    .iter()
+                    .find(|(n, _)| *n == field && !ARGS.contains(n))
+                    .map(|(_, v)| v.to_string());
+                let value = set_later.or_else(|| default(field));
+                (field, value.map(|v| CString::new(v).unwrap()))
+            })
+            .collect();
+        CallerProfile { fields }
+    }
+
+    /// `switch_caller_get_field_by_name`: strcasecmp against each field name.
+    fn field(&self, name: &[u8]) -> Option<&CString> {
+        self.fields
+            .iter()
+            .find(|(f, _)| f.as_bytes().eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.as_ref())
+    }
 }
 
 /// A bump allocator like the APR pool behind a FreeSWITCH session: cheap to
@@ -94,6 +256,9 @@ struct Core {
     bindings: RwLock<Vec<Binding>>,
     next_node: AtomicUsize,
     sessions: Mutex<HashMap<Vec<u8>, Arc<Session>>>,
+    /// `runtime.global_vars` (a switch_event_t: ordered, case-insensitive names)
+    /// under `runtime.global_var_rwlock`.
+    globals: RwLock<Vec<(Vec<u8>, CString)>>,
     session_locks: AtomicI64,
     pool_copies: AtomicI64,
     config_file: Mutex<Option<PathBuf>>,
@@ -155,6 +320,7 @@ pub fn open_xml_trees() -> usize {
 }
 
 /// Makes a live session with these channel variables (names without `variable_`).
+/// Its channel is in CS_EXECUTE and has no caller profile until `set_caller_profile`.
 pub fn add_session(uuid: &str, vars: &HashMap<String, String>) {
     let vars = vars
         .iter()
@@ -167,6 +333,8 @@ pub fn add_session(uuid: &str, vars: &HashMap<String, String>) {
         .collect();
     let session = Session {
         vars,
+        profile: Mutex::new(None),
+        state: AtomicU32::new(CS_EXECUTE),
         pool: Mutex::default(),
     };
     CORE.sessions
@@ -175,9 +343,71 @@ pub fn add_session(uuid: &str, vars: &HashMap<String, String>) {
         .insert(uuid.as_bytes().to_vec(), Arc::new(session));
 }
 
-/// The session hangs up: later lookups do not find it.
+fn session(uuid: &str) -> Arc<Session> {
+    CORE.sessions
+        .lock()
+        .unwrap()
+        .get(uuid.as_bytes())
+        .cloned()
+        .unwrap_or_else(|| panic!("no session {uuid}"))
+}
+
+/// Gives the session's channel a caller profile, as an endpoint does with
+/// `switch_caller_profile_new` + `switch_channel_set_caller_profile`. `fields` are
+/// `switch_caller_get_field_by_name` names (see `CALLER_PROFILE_FIELDS`); the
+/// others keep FreeSWITCH's defaults (caller_id_number 0000000000, context default, ...).
+pub fn set_caller_profile(uuid: &str, fields: &[(&str, &str)]) {
+    let s = session(uuid);
+    *s.profile.lock().unwrap() = Some(CallerProfile::new(uuid, fields));
+}
+
+/// The session's channel hangs up (`switch_channel_perform_hangup` sets CS_HANGUP).
+/// The session stays in the session table until it is destroyed (`remove_session`),
+/// but `switch_core_session_perform_locate` no longer hands it out.
+pub fn hangup_session(uuid: &str) {
+    session(uuid).state.store(CS_HANGUP, SeqCst);
+}
+
+/// The session is destroyed: later lookups do not find it.
 pub fn remove_session(uuid: &str) {
     CORE.sessions.lock().unwrap().remove(uuid.as_bytes());
+}
+
+/// `switch_core_set_variable` (switch_core.c): replaces any global variable of
+/// that name (case-insensitively), or deletes it when `value` is None.
+pub fn set_global_variable(name: &str, value: Option<&str>) {
+    let mut globals = CORE.globals.write().unwrap();
+    globals.retain(|(n, _)| !n.eq_ignore_ascii_case(name.as_bytes()));
+    if let Some(v) = value {
+        let mut v = v.as_bytes().to_vec();
+        string_var_check_disable(&mut v);
+        globals.push((name.as_bytes().to_vec(), CString::new(v).unwrap()));
+    }
+}
+
+/// `switch_string_var_check(v, SWITCH_TRUE)` (switch_utils.h), which
+/// switch_core_set_variable applies: a `$` opening `${` (backslashes allowed
+/// between) becomes `%`, so a global never expands as a variable reference.
+fn string_var_check_disable(s: &mut [u8]) {
+    let mut dol: Option<usize> = None;
+    for i in 0..s.len() {
+        if s[i] == b'$' {
+            dol = Some(i);
+        } else if let Some(d) = dol {
+            if s[i] == b'{' {
+                s[d] = b'%';
+                dol = None;
+            } else if s[i] != b'\\' {
+                dol = None;
+            }
+        }
+    }
+}
+
+/// No global variables at all (a FreeSWITCH core sets hostname, base_dir and
+/// the like at startup; the harness starts with none).
+pub fn clear_global_variables() {
+    CORE.globals.write().unwrap().clear();
 }
 
 pub fn clear_sessions() {
@@ -362,6 +592,92 @@ pub fn module_path() -> PathBuf {
     } else {
         profile_dir.join("libmod_cc_events.so")
     }
+}
+
+/// A file's identity as /proc/self/maps shows it: device (major, minor) and inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId {
+    pub major: u64,
+    pub minor: u64,
+    pub inode: u64,
+}
+
+impl FileId {
+    /// The file at `path` now.
+    pub fn of(path: &Path) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        let meta =
+            std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+        let dev = meta.dev();
+        // glibc's gnu_dev_major / gnu_dev_minor.
+        FileId {
+            major: ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff),
+            minor: (dev & 0xff) | ((dev >> 12) & !0xff),
+            inode: meta.ino(),
+        }
+    }
+
+    /// The identity in one line of /proc/self/maps (`start-end perms offset maj:min inode path`).
+    pub fn of_maps_line(line: &str) -> Option<FileId> {
+        let mut f = line.split_whitespace().skip(3);
+        let (major, minor) = f.next()?.split_once(':')?;
+        Some(FileId {
+            major: u64::from_str_radix(major, 16).ok()?,
+            minor: u64::from_str_radix(minor, 16).ok()?,
+            inode: f.next()?.parse().ok()?,
+        })
+    }
+}
+
+/// The path field of a /proc/self/maps line (empty for anonymous mappings).
+fn maps_path(line: &str) -> &str {
+    // Five fields, then the path, which may contain spaces (" (deleted)").
+    let mut rest = line;
+    for _ in 0..5 {
+        rest = rest.trim_start();
+        rest = rest.find(' ').map_or("", |i| &rest[i..]);
+    }
+    rest.trim_start()
+}
+
+/// `path` as the kernel prints it: symlinks resolved. Works for a file that is gone.
+fn resolved(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| {
+        let dir = path.parent().expect("a file path");
+        std::fs::canonicalize(dir).map_or_else(
+            |_| path.to_path_buf(),
+            |d| d.join(path.file_name().expect("a file path")),
+        )
+    })
+}
+
+/// Lines of /proc/self/maps mapping the file `id`.
+pub fn mappings_of(id: FileId) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|l| FileId::of_maps_line(l) == Some(id))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Lines of /proc/self/maps that belong to the file at `path`: by its resolved
+/// path (which the kernel suffixes with " (deleted)" once the file is unlinked
+/// or replaced), or by the device and inode the path names now.
+pub fn module_mappings(path: &Path) -> Vec<String> {
+    let want = resolved(path);
+    let want = want.to_str().expect("a UTF-8 path");
+    let deleted = format!("{want} (deleted)");
+    let id = path.exists().then(|| FileId::of(path));
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            let p = maps_path(l);
+            p == want || p == deleted || (id.is_some() && FileId::of_maps_line(l) == id)
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A module loaded the way FreeSWITCH loads one.
@@ -605,6 +921,13 @@ pub extern "C" fn switch_event_get_header_idx(
     null_mut()
 }
 
+/// `switch_core_session_perform_locate` (switch_core_session.c): under
+/// `runtime.session_hash_mutex`, find the session and take its read lock with
+/// `switch_core_session_read_lock` (switch_core_rwlock.c). That is a *try* read
+/// lock which is then given back, and the session refused, when the session is
+/// SSF_DESTROYED or `switch_channel_down_nosig(channel)`, i.e. its state is
+/// CS_HANGUP or later. A session being destroyed is write-locked (so the try
+/// fails) and then leaves the table: the harness models both as `remove_session`.
 #[no_mangle]
 pub extern "C" fn switch_core_session_perform_locate(
     uuid_str: *const c_char,
@@ -617,13 +940,16 @@ pub extern "C" fn switch_core_session_perform_locate(
     }
     // SAFETY: NUL-terminated UUID from the module.
     let uuid = unsafe { CStr::from_ptr(uuid_str) }.to_bytes();
-    match CORE.sessions.lock().unwrap().get(uuid) {
-        Some(s) => {
-            CORE.session_locks.fetch_add(1, SeqCst);
-            Arc::into_raw(s.clone()).cast_mut().cast()
-        }
-        None => null_mut(),
+    let sessions = CORE.sessions.lock().unwrap();
+    let Some(s) = sessions.get(uuid) else {
+        return null_mut();
+    };
+    if s.state.load(SeqCst) >= CS_HANGUP {
+        // "not available, forget it": no lock is left held.
+        return null_mut();
     }
+    CORE.session_locks.fetch_add(1, SeqCst);
+    Arc::into_raw(s.clone()).cast_mut().cast()
 }
 
 #[no_mangle]
@@ -642,29 +968,69 @@ pub extern "C" fn switch_core_session_rwunlock(session: *mut ffi::switch_core_se
     drop(unsafe { Arc::from_raw(session as *const Session) });
 }
 
+/// `switch_channel_get_variable_dup` (switch_channel.c), under the channel's
+/// profile mutex. An empty name finds nothing. Otherwise, the first of:
+/// 1. the channel's scope variables (not modelled: the module never sets any);
+/// 2. the channel's variables, case-insensitively (`switch_event_get_header_idx`;
+///    with `idx > -1` only an array variable's element, and the harness has none);
+/// 3. the caller profile's field of that name (`switch_caller_get_field_by_name`),
+///    if the channel has a profile. A name starting with `aleg_` / `bleg_` (case-
+///    sensitive) loses the prefix and asks the originator's / originatee's profile
+///    instead: the harness's channels have neither, so such a name goes on to 4
+///    without its prefix. A field that is NULL (not an empty string) also goes on;
+/// 4. the global variable of that name (`switch_core_get_variable_pdup`), always
+///    copied into the session's pool, even with `dup = FALSE`.
+///
+/// With `dup = TRUE` a value from 2 or 3 is copied into the session's pool;
+/// with `FALSE` it is the live value.
 #[no_mangle]
 pub extern "C" fn switch_channel_get_variable_dup(
     channel: *mut ffi::switch_channel_t,
     varname: *const c_char,
     dup: ffi::switch_bool_t,
-    _idx: c_int,
+    idx: c_int,
 ) -> *const c_char {
-    // SAFETY: channel is a locked session (see get_channel); varname is NUL-terminated.
-    let (session, name) = unsafe {
-        (
-            &*(channel as *const Session),
-            CStr::from_ptr(varname).to_bytes(),
-        )
-    };
-    let Some(value) = session.vars.get(&name.to_ascii_lowercase()) else {
+    // SAFETY: channel is a locked session (see get_channel).
+    let session = unsafe { &*(channel as *const Session) };
+    let profile = session.profile.lock().unwrap();
+    if varname.is_null() {
         return std::ptr::null();
-    };
-    if dup == ffi::switch_bool_t_SWITCH_FALSE {
-        // The live value: FreeSWITCH may free it as soon as another thread sets the variable.
-        return value.as_ptr();
     }
-    CORE.pool_copies.fetch_add(1, SeqCst);
-    session.pool.lock().unwrap().strdup(value.to_bytes())
+    // SAFETY: varname is NUL-terminated.
+    let mut name = unsafe { CStr::from_ptr(varname) }.to_bytes();
+    if name.is_empty() {
+        return std::ptr::null();
+    }
+    let pool_copy = |v: &[u8]| {
+        CORE.pool_copies.fetch_add(1, SeqCst);
+        session.pool.lock().unwrap().strdup(v)
+    };
+    let local = if idx > -1 {
+        None
+    } else {
+        session.vars.get(&name.to_ascii_lowercase())
+    };
+    let local = local.or_else(|| {
+        let mut cp = profile.as_ref();
+        if cp.is_some() && (name.starts_with(b"aleg_") || name.starts_with(b"bleg_")) {
+            // cp->originator_caller_profile / cp->originatee_caller_profile: none here.
+            cp = None;
+            name = &name[5..];
+        }
+        cp.and_then(|p| p.field(name))
+    });
+    if let Some(v) = local {
+        if dup == ffi::switch_bool_t_SWITCH_FALSE {
+            // The live value: FreeSWITCH may free it as soon as another thread sets the variable.
+            return v.as_ptr();
+        }
+        return pool_copy(v.to_bytes());
+    }
+    let globals = CORE.globals.read().unwrap();
+    match globals.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        Some((_, v)) => pool_copy(v.to_bytes()),
+        None => std::ptr::null(),
+    }
 }
 
 #[no_mangle]

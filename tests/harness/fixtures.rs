@@ -98,9 +98,39 @@ pub fn member_channels() -> HashMap<String, HashMap<String, String>> {
         .collect()
 }
 
-/// Registers every fixture member channel as a live session in the host.
+/// Each member channel's caller profile by session UUID: the `Caller-*` headers
+/// of its `uuid_dump`, as `switch_caller_get_field_by_name` names.
+pub fn member_caller_profiles() -> HashMap<String, Vec<(&'static str, String)>> {
+    std::fs::read_dir(dir().join("member-channels"))
+        .expect("tests/fixtures/member-channels")
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            let uuid = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let headers = parse_plain(&std::fs::read_to_string(&path).unwrap());
+            let fields = super::core::CALLER_PROFILE_FIELDS
+                .iter()
+                .filter_map(|&(field, suffix)| {
+                    let header = format!("Caller-{}", suffix?);
+                    let (_, v) = headers.iter().find(|(n, _)| n == header.as_bytes())?;
+                    Some((field, String::from_utf8_lossy(v).into_owned()))
+                })
+                .collect();
+            (uuid, fields)
+        })
+        .collect()
+}
+
+/// Registers every fixture member channel as a live session in the host, with
+/// its channel variables and caller profile.
 pub fn add_member_sessions() {
+    let profiles = member_caller_profiles();
     for (uuid, vars) in member_channels() {
         super::core::add_session(&uuid, &vars);
+        let fields: Vec<(&str, &str)> = profiles[&uuid]
+            .iter()
+            .map(|(f, v)| (*f, v.as_str()))
+            .collect();
+        super::core::set_caller_profile(&uuid, &fields);
     }
 }
