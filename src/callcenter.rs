@@ -151,7 +151,10 @@ where
             continue;
         };
         if rest == b"Action" {
-            kind = Some(Kind::from_action(value).ok_or(Skip::Ignored)?);
+            // The first CC-Action decides, as FreeSWITCH's switch_event_get_header() reads it.
+            if kind.is_none() {
+                kind = Some(Kind::from_action(value).ok_or(Skip::Ignored)?);
+            }
         } else if let Some(slot) = HEADERS.iter().position(|h| *h == rest) {
             // FreeSWITCH keeps the first header of a name; so do we.
             slots[slot].get_or_insert(value);
@@ -367,6 +370,23 @@ mod tests {
         let status = inner["CC_Agent_Status"].as_str().unwrap();
         assert!(status.len() <= MAX_VALUE_BYTES && status.len() > MAX_VALUE_BYTES - 4);
         assert!(ev.heap_bytes() < 4 * MAX_VALUE_BYTES);
+    }
+
+    #[test]
+    fn first_action_decides() {
+        // Found by tests/hostile_input.rs: the last CC-Action used to decide, and
+        // an unpublished one after a published one got the event ignored.
+        let h: Vec<(&[u8], &[u8])> = vec![
+            (b"CC-Action", b"agent-offering"),
+            (b"CC-Action", b"agent-status-change"),
+            (b"CC-Action", b"members-count"),
+        ];
+        assert_eq!(scan(h).unwrap().kind, Kind::OfferingCallAgent);
+        let h: Vec<(&[u8], &[u8])> = vec![
+            (b"CC-Action", b"members-count"),
+            (b"CC-Action", b"agent-offering"),
+        ];
+        assert_eq!(scan(h).unwrap_err(), Skip::Ignored);
     }
 
     #[test]
