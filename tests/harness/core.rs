@@ -32,6 +32,9 @@ use super::ffi;
 pub struct LogLine {
     pub level: i32,
     pub text: String,
+    /// The source file and line the module attributed the line to.
+    pub file: String,
+    pub line: i32,
 }
 
 struct Binding {
@@ -795,11 +798,19 @@ extern "C" {
 #[no_mangle]
 pub extern "C" fn cc_events_host_log(
     level: c_int,
-    _file: *const c_char,
+    file: *const c_char,
     _func: *const c_char,
-    _line: c_int,
+    line: c_int,
     msg: *const c_char,
 ) {
+    let file = if file.is_null() {
+        String::new()
+    } else {
+        // SAFETY: the module passes a NUL-terminated file name.
+        unsafe { CStr::from_ptr(file) }
+            .to_string_lossy()
+            .into_owned()
+    };
     // SAFETY: host.c passes the formatted NUL-terminated message.
     let text = unsafe { CStr::from_ptr(msg) }
         .to_string_lossy()
@@ -807,7 +818,12 @@ pub extern "C" fn cc_events_host_log(
     if CORE.echo_logs.load(SeqCst) || std::env::var_os("CC_EVENTS_HOST_LOG").is_some() {
         eprint!("[module log {level}] {text}");
     }
-    CORE.logs.lock().unwrap().push(LogLine { level, text });
+    CORE.logs.lock().unwrap().push(LogLine {
+        level,
+        text,
+        file,
+        line,
+    });
 }
 
 #[no_mangle]
