@@ -58,6 +58,15 @@ fn config(port: u16, extra: &[(&str, &str)]) {
     harness::write_config(&params);
 }
 
+/// The ACL rule README gives for the module's user, exactly.
+const LEAST_PRIVILEGE: &[&str] = &[
+    "resetchannels",
+    "&callcenter_events",
+    "-@all",
+    "+publish",
+    "+ping",
+];
+
 fn add_acl_user(redis: &RedisServer, rules: &[&str]) {
     let mut args = vec!["SETUSER", "ccevents", "on", ">s3cret"];
     args.extend_from_slice(rules);
@@ -146,7 +155,7 @@ fn kill_9_and_restart_every_event_that_fits_in_the_queue_arrives_in_order() {
     core::take_logs();
     let port = free_port();
     let mut redis = RedisServer::start_on(port);
-    add_acl_user(&redis, &["+publish", "+ping", "&*"]);
+    add_acl_user(&redis, LEAST_PRIVILEGE);
     config(
         port,
         &[
@@ -172,7 +181,7 @@ fn kill_9_and_restart_every_event_that_fits_in_the_queue_arrives_in_order() {
     let redis = RedisServer::start_on(port);
     let sub = Subscriber::new(&redis, "callcenter_events");
     let back = Instant::now();
-    add_acl_user(&redis, &["+publish", "+ping", "&*"]);
+    add_acl_user(&redis, LEAST_PRIVILEGE);
     let got = sub.take(2000, WAIT);
     let first_after = back.elapsed();
     let agents: Vec<String> = got.iter().map(|p| agent_of(p)).collect();
@@ -561,7 +570,7 @@ fn an_error_reply_mid_batch_never_lets_a_stale_event_be_the_last_published() {
     let _g = core::exclusive();
     core::take_logs();
     let redis = RedisServer::start();
-    add_acl_user(&redis, &["+publish", "+ping", "&*"]);
+    add_acl_user(&redis, LEAST_PRIVILEGE);
     config(
         redis.port,
         &[
