@@ -3,6 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::catalogue::{self, EventSettings, Selection};
+use crate::format;
+
 /// Where and how to reach Redis. The password is kept out of `Display`/`Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisSettings {
@@ -46,6 +49,8 @@ pub struct Settings {
     pub shutdown_flush: Duration,
     /// PING after this long without traffic; zero turns it off.
     pub idle_ping: Duration,
+    pub events: EventSettings,
+    pub format: format::Kind,
 }
 
 impl Default for Settings {
@@ -67,6 +72,8 @@ impl Default for Settings {
             reconnect_max: Duration::from_millis(1000),
             shutdown_flush: Duration::from_millis(2000),
             idle_ping: Duration::from_millis(1000),
+            events: EventSettings::default(),
+            format: format::Kind::Seed,
         }
     }
 }
@@ -75,9 +82,15 @@ impl fmt::Display for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "redis {} channel '{}' queue-size {} batch-size {} connect-timeout-ms {} io-timeout-ms {} reconnect {}..{} ms shutdown-flush-ms {} idle-ping-ms {}",
+            "redis {} channel '{}' format {} events {} queue-size {} batch-size {} connect-timeout-ms {} io-timeout-ms {} reconnect {}..{} ms shutdown-flush-ms {} idle-ping-ms {}",
             self.redis.describe(),
             self.channel,
+            self.format.as_str(),
+            match &self.events.selection {
+                Selection::Seed => "seed".to_string(),
+                Selection::All => "all".to_string(),
+                Selection::List(l) => l.join(","),
+            },
             self.queue_size,
             self.batch_size,
             self.redis.connect_timeout.as_millis(),
@@ -133,7 +146,52 @@ pub const PARAMS: &[&str] = &[
     "reconnect-max-ms",
     "shutdown-flush-ms",
     "idle-ping-ms",
+    "events",
+    "format",
+    "variables",
+    "name-<action>",
+    "variables-<action>",
 ];
+
+/// A comma-separated list, trimmed, without empty items.
+fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The action a per-event param names (`name-agent-offering`), checked.
+fn action_param<'a>(param: &str, action: &'a str, value: &str) -> Result<&'a str, ConfigError> {
+    match catalogue::find(action) {
+        Some(_) => Ok(action),
+        None => Err(err(
+            param,
+            value,
+            &format!(
+                "'{action}' is not a mod_callcenter CC-Action; use one of: {}",
+                catalogue::action_names()
+            ),
+        )),
+    }
+}
+
+fn variables(param: &str, value: &str) -> Result<Vec<String>, ConfigError> {
+    let vars = list(value);
+    if let Some(bad) = vars
+        .iter()
+        .find(|v| !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    {
+        return Err(err(
+            param,
+            value,
+            &format!("'{bad}' is not a channel variable name: use letters, digits, '_' and '-', separated by commas"),
+        ));
+    }
+    Ok(vars)
+}
 
 fn err(param: &str, value: &str, allowed: &str) -> ConfigError {
     ConfigError {
@@ -197,6 +255,43 @@ impl Settings {
                 "reconnect-max-ms" => s.reconnect_max = millis(name, value, 1, 600_000)?,
                 "shutdown-flush-ms" => s.shutdown_flush = millis(name, value, 0, 60_000)?,
                 "idle-ping-ms" => s.idle_ping = millis(name, value, 0, 3_600_000)?,
+                "events" => {
+                    s.events.selection = match value.trim() {
+                        "" | "seed" => Selection::Seed,
+                        "all" => Selection::All,
+                        v => {
+                            let actions = list(v);
+                            if let Some(bad) =
+                                actions.iter().find(|a| catalogue::find(a).is_none())
+                            {
+                                return Err(err(
+                                    name,
+                                    value,
+                                    &format!(
+                                        "'{bad}' is not a mod_callcenter CC-Action; use seed, all, or a comma-separated list of: {}",
+                                        catalogue::action_names()
+                                    ),
+                                ));
+                            }
+                            Selection::List(actions)
+                        }
+                    }
+                }
+                "format" => {
+                    s.format = format::Kind::parse(value.trim())
+                        .ok_or_else(|| err(name, value, "use seed or envelope"))?
+                }
+                "variables" => s.events.variables = Some(variables(name, value)?),
+                other if other.starts_with("name-") => {
+                    let action = action_param(name, &other["name-".len()..], value)?;
+                    let published = non_empty(name, value, "give the name to publish this event under")?;
+                    s.events.renames.push((action.to_owned(), published));
+                }
+                other if other.starts_with("variables-") => {
+                    let action = action_param(name, &other["variables-".len()..], value)?;
+                    let vars = variables(name, value)?;
+                    s.events.variables_for.push((action.to_owned(), vars));
+                }
                 other => warnings.push(format!(
                     "cc_events.conf: unknown param '{other}' ignored; known params are: {}",
                     PARAMS.join(", ")

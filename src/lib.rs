@@ -6,8 +6,10 @@
 
 pub mod backoff;
 pub mod callcenter;
+pub mod catalogue;
 pub mod command;
 pub mod config;
+pub mod format;
 mod ffi;
 mod fs;
 mod health;

@@ -5,7 +5,7 @@
 use std::ffi::CStr;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::callcenter::{self, Skip, HEADER_PREFIX};
+use crate::callcenter::{self, Skip};
 use crate::command::{self, Command};
 use crate::config::Settings;
 use crate::fs::event::{Binding, Event};
@@ -132,7 +132,8 @@ pub fn handle_event(event: &Event<'_>, publisher: &Publisher) {
     if !event.is_custom(SUBCLASS) {
         return;
     }
-    let scan = match callcenter::scan(event.headers_with_prefix(HEADER_PREFIX)) {
+    let catalogue = publisher.catalogue();
+    let scan = match callcenter::scan(&catalogue, event.headers()) {
         Ok(scan) => scan,
         Err(Skip::Ignored) => return,
         Err(Skip::NoAction) => return publisher.note_malformed(),

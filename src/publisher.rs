@@ -6,10 +6,11 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::callcenter::CapturedEvent;
+use crate::catalogue::Catalogue;
 use crate::config::Settings;
 use crate::link::standalone::Standalone;
 use crate::logger::LogFn;
@@ -30,6 +31,8 @@ pub struct Publisher {
     join: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     panicked: Arc<AtomicBool>,
     settings: Settings,
+    /// What the callback captures events with; replaced as a whole on reload.
+    catalogue: RwLock<Arc<Catalogue>>,
 }
 
 /// What shutdown managed to do, for its log line.
@@ -72,6 +75,7 @@ impl Publisher {
             stop,
             join: Mutex::new(Some(join)),
             panicked,
+            catalogue: RwLock::new(Arc::new(Catalogue::new(&settings.events))),
             settings,
         })
     }
@@ -102,6 +106,14 @@ impl Publisher {
     /// Counts a callcenter::info event that had no CC-Action; the worker logs the count.
     pub fn note_malformed(&self) {
         self.stats.malformed.fetch_add(1, Relaxed);
+    }
+
+    /// The catalogue events are captured with now.
+    pub fn catalogue(&self) -> Arc<Catalogue> {
+        match self.catalogue.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     pub fn stats(&self) -> &Arc<Stats> {

@@ -306,7 +306,7 @@ impl Run {
     /// Formats one event into the commands it needs.
     fn take(&mut self, ev: CapturedEvent) {
         let mut payload = Vec::with_capacity(512);
-        ev.write_seed_json(&mut payload);
+        self.w.settings.format.format().write(&ev, &mut payload);
         let mut commands = Vec::with_capacity(payload.len() + 64);
         resp::command(
             &mut commands,

@@ -75,7 +75,7 @@ fn missing_config_means_defaults_with_a_notice_and_unknown_params_warn() {
         .filter(|l| l.level == SWITCH_LOG_INFO && l.text.contains("loaded:"))
         .collect();
     assert_eq!(info.len(), 1);
-    assert!(info[0].text.starts_with(&format!("mod_cc_events {} loaded: redis 127.0.0.1:6379 db 0 channel 'callcenter_events' queue-size 10000", env!("CARGO_PKG_VERSION"))));
+    assert!(info[0].text.starts_with(&format!("mod_cc_events {} loaded: redis 127.0.0.1:6379 db 0 channel 'callcenter_events' format seed events seed queue-size 10000", env!("CARGO_PKG_VERSION"))));
     module.unload();
 
     harness::write_config(&[("redis-host", "x"), ("password", "topsecret")]);

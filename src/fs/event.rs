@@ -35,18 +35,15 @@ impl<'a> Event<'a> {
         name == subclass
     }
 
-    /// Headers whose name starts with `prefix`, as (name, value) bytes, in event order.
-    /// Other headers cost one byte comparison each.
-    pub fn headers_with_prefix(
-        &self,
-        prefix: &'static [u8],
-    ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+    /// Every header, as (name, value) bytes, in event order. Cheap to clone:
+    /// walking twice costs a second pointer chase, no copy.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone + 'a {
         let mut cur = self.raw.headers;
         std::iter::from_fn(move || loop {
             // SAFETY: headers form a NULL-terminated list owned by the event, valid for 'a.
             let h = unsafe { cur.as_ref() }?;
             cur = h.next;
-            if h.name.is_null() || h.value.is_null() || !starts_with(h.name, prefix) {
+            if h.name.is_null() || h.value.is_null() {
                 continue;
             }
             // SAFETY: non-null name and value are NUL-terminated strings owned by the event.
@@ -54,15 +51,6 @@ impl<'a> Event<'a> {
             return Some((name.to_bytes(), value.to_bytes()));
         })
     }
-}
-
-/// Compares a C string's start to `prefix` without measuring the whole string.
-fn starts_with(s: *const std::ffi::c_char, prefix: &[u8]) -> bool {
-    prefix.iter().enumerate().all(|(i, &b)| {
-        // SAFETY: the loop stops at the first mismatch, and NUL never equals a
-        // prefix byte, so no read goes past the string's terminator.
-        unsafe { *s.add(i) as u8 == b }
-    })
 }
 
 /// A bound event callback and the data it is handed (`user_data`). The data

@@ -1,0 +1,326 @@
+//! The event catalogue: every `CC-Action` mod_callcenter 1.10 fires, which of
+//! them are published, under which name, with which fields and which member
+//! channel variables. Built from the settings at load (and at reload) and
+//! shared read-only with the event callback and the worker. Pure.
+
+use std::ffi::CString;
+
+/// Where a field of the seed document's fixed layouts comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeedSource {
+    /// A header of the event, by its name without `CC-`.
+    Header(&'static str),
+    /// A member channel variable, by its name.
+    Var(&'static str),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeedField {
+    pub key: &'static str,
+    pub source: SeedSource,
+}
+
+const fn h(key: &'static str, header: &'static str) -> SeedField {
+    SeedField {
+        key,
+        source: SeedSource::Header(header),
+    }
+}
+
+const fn v(name: &'static str) -> SeedField {
+    SeedField {
+        key: name,
+        source: SeedSource::Var(name),
+    }
+}
+
+/// The seed document's field list and order for Offering-Call-Agent, reused for Connected-Call-Agent.
+pub const CALL_FIELDS: &[SeedField] = &[
+    v("callrequest_id"),
+    h("CC_Agent", "Agent"),
+    v("campaign_id"),
+    h("CC_Member_CID_Name", "Member-CID-Name"),
+    h("CC_Agent_System", "Agent-System"),
+    v("phonenumber"),
+    v("callerid_number"),
+    h("CC_Member_Session_UUID", "Member-Session-UUID"),
+    h("CC_Member_UUID", "Member-UUID"),
+    h("CC_Member_CID_Number", "Member-CID-Number"),
+    h("CC_Queue", "Queue"),
+];
+
+pub const STATUS_FIELDS: &[SeedField] = &[
+    h("CC_Agent", "Agent"),
+    h("CC_Agent_Status", "Agent-Status"),
+];
+
+/// The member variables the seed document publishes (on Offering and Connected).
+pub const SEED_VARS: &[&str] = &["callrequest_id", "campaign_id", "phonenumber", "callerid_number"];
+
+/// One action mod_callcenter fires.
+#[derive(Clone, Copy, Debug)]
+pub struct ActionDef {
+    pub action: &'static str,
+    /// The default published name, in the seed's style.
+    pub name: &'static str,
+    /// The seed document's fixed field list; None: every `CC-*` header, in order.
+    pub seed_fields: Option<&'static [SeedField]>,
+    /// One of the seed document's three events (published by default).
+    pub in_seed: bool,
+    /// Answers a `callcenter_config agent get` query: only published when listed by name.
+    pub query_reply: bool,
+    /// The event carries the member's channel data (`variable_*` headers).
+    pub carries_channel_data: bool,
+}
+
+const fn def(action: &'static str, name: &'static str) -> ActionDef {
+    ActionDef {
+        action,
+        name,
+        seed_fields: None,
+        in_seed: false,
+        query_reply: false,
+        carries_channel_data: false,
+    }
+}
+
+/// Every `CC-Action` of mod_callcenter 1.10.12, in the order the README lists them.
+pub const ACTIONS: &[ActionDef] = &[
+    ActionDef {
+        seed_fields: Some(CALL_FIELDS),
+        in_seed: true,
+        ..def("agent-offering", "Offering-Call-Agent")
+    },
+    ActionDef {
+        seed_fields: Some(CALL_FIELDS),
+        in_seed: true,
+        ..def("bridge-agent-start", "Connected-Call-Agent")
+    },
+    ActionDef {
+        seed_fields: Some(STATUS_FIELDS),
+        in_seed: true,
+        ..def("agent-status-change", "Agent-Status-Change")
+    },
+    ActionDef {
+        carries_channel_data: true,
+        ..def("member-queue-start", "Member-Queue-Start")
+    },
+    ActionDef {
+        carries_channel_data: true,
+        ..def("member-queue-resume", "Member-Queue-Resume")
+    },
+    def("member-queue-end", "Member-Queue-End"),
+    def("members-count", "Members-Count"),
+    def("bridge-agent-end", "Bridge-Agent-End"),
+    def("bridge-agent-fail", "Bridge-Agent-Fail"),
+    def("agent-state-change", "Agent-State-Change"),
+    def("agent-contact-change", "Agent-Contact-Change"),
+    def("agent-max-no-answer", "Agent-Max-No-Answer"),
+    def("agent-add", "Agent-Add"),
+    ActionDef {
+        query_reply: true,
+        ..def("agent-status-get", "Agent-Status-Get")
+    },
+    ActionDef {
+        query_reply: true,
+        ..def("agent-state-get", "Agent-State-Get")
+    },
+    ActionDef {
+        query_reply: true,
+        ..def("agent-uuid-get", "Agent-UUID-Get")
+    },
+];
+
+/// Which actions to publish (`events`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// The seed document's three.
+    Seed,
+    /// Every action except the query replies.
+    All,
+    /// These actions, by name.
+    List(Vec<String>),
+}
+
+/// What the operator configured about events; validated by `config`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventSettings {
+    pub selection: Selection,
+    /// (action, published name)
+    pub renames: Vec<(String, String)>,
+    /// Member variables for every published event; None: the seed's default.
+    pub variables: Option<Vec<String>>,
+    /// (action, variables) overriding `variables` for one event.
+    pub variables_for: Vec<(String, Vec<String>)>,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        EventSettings {
+            selection: Selection::Seed,
+            renames: Vec::new(),
+            variables: None,
+            variables_for: Vec::new(),
+        }
+    }
+}
+
+/// The action names, for error messages.
+pub fn action_names() -> String {
+    ACTIONS.iter().map(|a| a.action).collect::<Vec<_>>().join(", ")
+}
+
+pub fn find(action: &str) -> Option<&'static ActionDef> {
+    ACTIONS.iter().find(|a| a.action == action)
+}
+
+/// One published action.
+#[derive(Debug)]
+pub struct Entry {
+    pub def: &'static ActionDef,
+    pub name: String,
+    /// Member variables to add, by name (NUL-terminated for FreeSWITCH).
+    pub vars: Vec<CString>,
+}
+
+impl Entry {
+    /// Whether the member variables are read from the member's session
+    /// (looked up in the callback) rather than from the event's own headers.
+    pub fn vars_from_session(&self) -> bool {
+        !self.vars.is_empty() && !self.def.carries_channel_data
+    }
+
+    pub fn var_name(&self, i: usize) -> &str {
+        self.vars
+            .get(i)
+            .and_then(|c| c.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// The position of a variable in `vars`.
+    pub fn var_index(&self, name: &str) -> Option<usize> {
+        self.vars.iter().position(|c| c.to_bytes() == name.as_bytes())
+    }
+}
+
+/// The published actions, built once per configuration.
+#[derive(Debug)]
+pub struct Catalogue {
+    pub entries: Vec<Entry>,
+}
+
+impl Catalogue {
+    /// Builds the catalogue; `settings` must have been validated by `config`.
+    pub fn new(settings: &EventSettings) -> Catalogue {
+        let entries = ACTIONS
+            .iter()
+            .filter(|d| match &settings.selection {
+                Selection::Seed => d.in_seed,
+                Selection::All => !d.query_reply,
+                Selection::List(l) => l.iter().any(|a| a == d.action),
+            })
+            .map(|d| {
+                let name = settings
+                    .renames
+                    .iter()
+                    .rev()
+                    .find(|(a, _)| a == d.action)
+                    .map_or_else(|| d.name.to_string(), |(_, n)| n.clone());
+                let vars: Vec<String> = match settings
+                    .variables_for
+                    .iter()
+                    .rev()
+                    .find(|(a, _)| a == d.action)
+                {
+                    Some((_, v)) => v.clone(),
+                    None => match &settings.variables {
+                        Some(v) => v.clone(),
+                        None if d.seed_fields == Some(CALL_FIELDS) => {
+                            SEED_VARS.iter().map(|s| s.to_string()).collect()
+                        }
+                        None => Vec::new(),
+                    },
+                };
+                Entry {
+                    def: d,
+                    name,
+                    vars: vars
+                        .into_iter()
+                        .filter_map(|v| CString::new(v).ok())
+                        .collect(),
+                }
+            })
+            .collect();
+        Catalogue { entries }
+    }
+
+    /// The entry publishing `action`, if it is published.
+    pub fn lookup(&self, action: &[u8]) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|e| e.def.action.as_bytes() == action)
+    }
+
+    pub fn entry(&self, i: usize) -> &Entry {
+        &self.entries[i]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_is_the_seeds_three_with_its_four_variables_on_calls() {
+        let c = Catalogue::new(&EventSettings::default());
+        let names: Vec<&str> = c.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["Offering-Call-Agent", "Connected-Call-Agent", "Agent-Status-Change"]
+        );
+        assert_eq!(c.entry(0).vars.len(), 4);
+        assert!(c.entry(2).vars.is_empty());
+        assert_eq!(c.lookup(b"agent-state-change"), None);
+    }
+
+    #[test]
+    fn all_leaves_out_query_replies_which_can_be_named() {
+        let all = Catalogue::new(&EventSettings {
+            selection: Selection::All,
+            ..EventSettings::default()
+        });
+        assert_eq!(all.entries.len(), ACTIONS.len() - 3);
+        assert!(all.lookup(b"agent-status-get").is_none());
+        let named = Catalogue::new(&EventSettings {
+            selection: Selection::List(vec!["agent-status-get".into()]),
+            ..EventSettings::default()
+        });
+        assert_eq!(named.entries.len(), 1);
+        assert_eq!(named.entry(0).name, "Agent-Status-Get");
+    }
+
+    #[test]
+    fn renames_and_variables_per_event_override_the_defaults() {
+        let c = Catalogue::new(&EventSettings {
+            selection: Selection::All,
+            renames: vec![("bridge-agent-end".into(), "Call-Ended".into())],
+            variables: Some(vec!["campaign_id".into()]),
+            variables_for: vec![("member-queue-start".into(), vec![])],
+        });
+        let end = c.entry(c.lookup(b"bridge-agent-end").unwrap());
+        assert_eq!(end.name, "Call-Ended");
+        assert_eq!(end.var_name(0), "campaign_id");
+        assert!(end.vars_from_session());
+        let start = c.entry(c.lookup(b"member-queue-start").unwrap());
+        assert!(start.vars.is_empty());
+    }
+
+    #[test]
+    fn every_action_mod_callcenter_fires_is_known_once() {
+        let mut seen = std::collections::HashSet::new();
+        for a in ACTIONS {
+            assert!(seen.insert(a.action), "{} twice", a.action);
+        }
+        assert_eq!(ACTIONS.len(), 16);
+    }
+}
