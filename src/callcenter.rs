@@ -275,7 +275,9 @@ impl CapturedEvent {
         let e = self.catalogue.entry(self.entry);
         match key {
             Key::Seed(i) => out.push_str(e.def.seed_fields.map_or("", |l| l[i as usize].key)),
-            Key::Header(s) => out.extend(self.text(s).chars().map(|c| if c == '-' { '_' } else { c })),
+            Key::Header(s) => {
+                out.extend(self.text(s).chars().map(|c| if c == '-' { '_' } else { c }))
+            }
             Key::Var(i) => out.push_str(e.var_name(i as usize)),
         }
     }

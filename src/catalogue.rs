@@ -49,13 +49,16 @@ pub const CALL_FIELDS: &[SeedField] = &[
     h("CC_Queue", "Queue"),
 ];
 
-pub const STATUS_FIELDS: &[SeedField] = &[
-    h("CC_Agent", "Agent"),
-    h("CC_Agent_Status", "Agent-Status"),
-];
+pub const STATUS_FIELDS: &[SeedField] =
+    &[h("CC_Agent", "Agent"), h("CC_Agent_Status", "Agent-Status")];
 
 /// The member variables the seed document publishes (on Offering and Connected).
-pub const SEED_VARS: &[&str] = &["callrequest_id", "campaign_id", "phonenumber", "callerid_number"];
+pub const SEED_VARS: &[&str] = &[
+    "callrequest_id",
+    "campaign_id",
+    "phonenumber",
+    "callerid_number",
+];
 
 /// One action mod_callcenter fires.
 #[derive(Clone, Copy, Debug)]
@@ -167,7 +170,11 @@ impl Default for EventSettings {
 
 /// The action names, for error messages.
 pub fn action_names() -> String {
-    ACTIONS.iter().map(|a| a.action).collect::<Vec<_>>().join(", ")
+    ACTIONS
+        .iter()
+        .map(|a| a.action)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn find(action: &str) -> Option<&'static ActionDef> {
@@ -199,7 +206,9 @@ impl Entry {
 
     /// The position of a variable in `vars`.
     pub fn var_index(&self, name: &str) -> Option<usize> {
-        self.vars.iter().position(|c| c.to_bytes() == name.as_bytes())
+        self.vars
+            .iter()
+            .position(|c| c.to_bytes() == name.as_bytes())
     }
 }
 
@@ -276,7 +285,11 @@ mod tests {
         let names: Vec<&str> = c.entries.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(
             names,
-            ["Offering-Call-Agent", "Connected-Call-Agent", "Agent-Status-Change"]
+            [
+                "Offering-Call-Agent",
+                "Connected-Call-Agent",
+                "Agent-Status-Change"
+            ]
         );
         assert_eq!(c.entry(0).vars.len(), 4);
         assert!(c.entry(2).vars.is_empty());

@@ -37,7 +37,7 @@ pub fn render_status(settings: &Settings, s: &Snapshot) -> String {
     format!(
         "mod_cc_events {version}\n\
          redis:      {link} ({where_})\n\
-         channel:    {channel}\n\
+         {routes}\
          received:   {received}\n\
          published:  {published}\n\
          dropped:    {dropped}\n\
@@ -46,7 +46,7 @@ pub fn render_status(settings: &Settings, s: &Snapshot) -> String {
          last error: {last_error}\n",
         version = env!("CARGO_PKG_VERSION"),
         where_ = settings.redis.describe(),
-        channel = settings.channel,
+        routes = settings.routes.status_lines(),
         received = s.received,
         published = s.published,
         dropped = s.dropped,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::catalogue::{self, EventSettings, Selection};
 use crate::format;
+use crate::routes::{Routes, Template};
 
 /// Where and how to reach Redis. The password is kept out of `Display`/`Debug`.
 #[derive(Clone, PartialEq, Eq)]
@@ -41,7 +42,7 @@ impl fmt::Debug for RedisSettings {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub redis: RedisSettings,
-    pub channel: String,
+    pub routes: Routes,
     pub queue_size: usize,
     pub batch_size: usize,
     pub reconnect_min: Duration,
@@ -65,7 +66,7 @@ impl Default for Settings {
                 connect_timeout: Duration::from_millis(1000),
                 io_timeout: Duration::from_millis(1000),
             },
-            channel: "callcenter_events".into(),
+            routes: Routes::default(),
             queue_size: 10_000,
             batch_size: 256,
             reconnect_min: Duration::from_millis(100),
@@ -82,9 +83,9 @@ impl fmt::Display for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "redis {} channel '{}' format {} events {} queue-size {} batch-size {} connect-timeout-ms {} io-timeout-ms {} reconnect {}..{} ms shutdown-flush-ms {} idle-ping-ms {}",
+            "redis {} {} format {} events {} queue-size {} batch-size {} connect-timeout-ms {} io-timeout-ms {} reconnect {}..{} ms shutdown-flush-ms {} idle-ping-ms {}",
             self.redis.describe(),
-            self.channel,
+            self.routes.describe(),
             self.format.as_str(),
             match &self.events.selection {
                 Selection::Seed => "seed".to_string(),
@@ -138,6 +139,9 @@ pub const PARAMS: &[&str] = &[
     "password",
     "db",
     "channel",
+    "extra-channel",
+    "stream",
+    "stream-maxlen",
     "queue-size",
     "batch-size",
     "connect-timeout-ms",
@@ -163,6 +167,24 @@ fn list(value: &str) -> Vec<String> {
         .collect()
 }
 
+/// A channel or stream name, with placeholders; empty turns it off.
+fn template(param: &str, value: &str) -> Result<Option<Template>, ConfigError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    if v.chars().any(char::is_whitespace) {
+        return Err(err(
+            param,
+            value,
+            "a channel or key name must not contain spaces",
+        ));
+    }
+    Template::parse(v)
+        .map(Some)
+        .map_err(|why| err(param, value, &why))
+}
+
 /// The action a per-event param names (`name-agent-offering`), checked.
 fn action_param<'a>(param: &str, action: &'a str, value: &str) -> Result<&'a str, ConfigError> {
     match catalogue::find(action) {
@@ -180,10 +202,10 @@ fn action_param<'a>(param: &str, action: &'a str, value: &str) -> Result<&'a str
 
 fn variables(param: &str, value: &str) -> Result<Vec<String>, ConfigError> {
     let vars = list(value);
-    if let Some(bad) = vars
-        .iter()
-        .find(|v| !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
-    {
+    if let Some(bad) = vars.iter().find(|v| {
+        !v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    }) {
         return Err(err(
             param,
             value,
@@ -240,12 +262,25 @@ impl Settings {
                 "username" => s.redis.username = Some(value.to_owned()).filter(|v| !v.is_empty()),
                 "password" => s.redis.password = Some(value.to_owned()).filter(|v| !v.is_empty()),
                 "db" => s.redis.db = int_in(name, value, 0i64, 1_000_000)?,
-                "channel" => {
-                    let v = non_empty(name, value, "give a Redis channel name")?;
-                    if v.chars().any(char::is_whitespace) {
-                        return Err(err(name, value, "a channel name must not contain spaces"));
-                    }
-                    s.channel = v;
+                "channel" => s.routes.channel = template(name, value)?,
+                "extra-channel" => {
+                    s.routes.extra_channel = template(name, value)?
+                        .map(|t| {
+                            if t.is_fixed() {
+                                Ok(t.as_str().to_owned())
+                            } else {
+                                Err(err(
+                                    name,
+                                    value,
+                                    "the extra channel is fixed: no placeholders",
+                                ))
+                            }
+                        })
+                        .transpose()?
+                }
+                "stream" => s.routes.stream = template(name, value)?,
+                "stream-maxlen" => {
+                    s.routes.stream_maxlen = int_in(name, value, 1u64, 1_000_000_000)?
                 }
                 "queue-size" => s.queue_size = int_in(name, value, 1usize, 1_000_000)?,
                 "batch-size" => s.batch_size = int_in(name, value, 1usize, 10_000)?,
@@ -261,8 +296,7 @@ impl Settings {
                         "all" => Selection::All,
                         v => {
                             let actions = list(v);
-                            if let Some(bad) =
-                                actions.iter().find(|a| catalogue::find(a).is_none())
+                            if let Some(bad) = actions.iter().find(|a| catalogue::find(a).is_none())
                             {
                                 return Err(err(
                                     name,
@@ -284,7 +318,8 @@ impl Settings {
                 "variables" => s.events.variables = Some(variables(name, value)?),
                 other if other.starts_with("name-") => {
                     let action = action_param(name, &other["name-".len()..], value)?;
-                    let published = non_empty(name, value, "give the name to publish this event under")?;
+                    let published =
+                        non_empty(name, value, "give the name to publish this event under")?;
                     s.events.renames.push((action.to_owned(), published));
                 }
                 other if other.starts_with("variables-") => {
@@ -297,6 +332,16 @@ impl Settings {
                     PARAMS.join(", ")
                 )),
             }
+        }
+        if s.routes.channel.is_none()
+            && s.routes.extra_channel.is_none()
+            && s.routes.stream.is_none()
+        {
+            return Err(err(
+                "channel",
+                "",
+                "with an empty channel, set stream (or extra-channel): otherwise nothing is published",
+            ));
         }
         if s.redis.username.is_some() && s.redis.password.is_none() {
             return Err(err(
@@ -336,7 +381,7 @@ mod tests {
         assert_eq!(s.redis.host, "127.0.0.1");
         assert_eq!(s.redis.port, 6379);
         assert_eq!(s.redis.db, 0);
-        assert_eq!(s.channel, "callcenter_events");
+        assert_eq!(s.routes.channel.unwrap().as_str(), "callcenter_events");
         assert_eq!(s.shutdown_flush, Duration::from_secs(2));
         assert!(s.redis.password.is_none());
     }
@@ -366,7 +411,7 @@ mod tests {
         assert_eq!(s.redis.username.as_deref(), Some("fs"));
         assert_eq!(s.redis.password.as_deref(), Some("secret"));
         assert_eq!(s.redis.db, 3);
-        assert_eq!(s.channel, "cc");
+        assert_eq!(s.routes.channel.as_ref().unwrap().as_str(), "cc");
         assert_eq!(s.queue_size, 5);
         assert_eq!(s.batch_size, 7);
         assert_eq!(s.redis.connect_timeout, Duration::from_millis(250));

@@ -308,14 +308,12 @@ impl Run {
         let mut payload = Vec::with_capacity(512);
         self.w.settings.format.format().write(&ev, &mut payload);
         let mut commands = Vec::with_capacity(payload.len() + 64);
-        resp::command(
-            &mut commands,
-            &[b"PUBLISH", self.w.settings.channel.as_bytes(), &payload],
-        );
-        self.batch.push_back(Pending {
-            commands,
-            replies: 1,
-        });
+        let replies = self
+            .w
+            .settings
+            .routes
+            .commands(&ev, &payload, &mut commands);
+        self.batch.push_back(Pending { commands, replies });
     }
 
     fn finish(&mut self) {

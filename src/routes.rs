@@ -1,0 +1,276 @@
+//! What one event sends: PUBLISH on its (templated) channel and on the extra
+//! fixed channel, and XADD to the (templated) stream, as RESP commands in the
+//! order they go into the pipelined batch. Pure.
+
+use crate::callcenter::CapturedEvent;
+use crate::link::resp;
+
+/// What a placeholder with no value becomes: never an empty segment.
+pub const MISSING: &str = "_";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Queue,
+    Agent,
+    Event,
+    Action,
+    Host,
+}
+
+/// A channel or key name with `{queue}`, `{agent}`, `{event}`, `{action}` and `{host}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+}
+
+impl Template {
+    pub fn parse(s: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = s;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_string()));
+            }
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| format!("'{{' without '}}' in '{s}'"))?;
+            let part = match &rest[open + 1..open + close] {
+                "queue" => Part::Queue,
+                "agent" => Part::Agent,
+                "event" => Part::Event,
+                "action" => Part::Action,
+                "host" => Part::Host,
+                other => {
+                    return Err(format!(
+                        "unknown placeholder '{{{other}}}'; use {{queue}}, {{agent}}, {{event}}, {{action}} or {{host}}"
+                    ))
+                }
+            };
+            parts.push(part);
+            rest = &rest[open + close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_string()));
+        }
+        Ok(Template {
+            source: s.to_string(),
+            parts,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    pub fn is_fixed(&self) -> bool {
+        self.parts.iter().all(|p| matches!(p, Part::Text(_)))
+    }
+
+    pub fn render(&self, ev: &CapturedEvent, out: &mut String) {
+        out.clear();
+        for p in &self.parts {
+            let value = match p {
+                Part::Text(t) => Some(t.as_str()),
+                Part::Queue => ev.header("Queue"),
+                Part::Agent => ev.header("Agent"),
+                Part::Event => Some(ev.name()),
+                Part::Action => Some(ev.action()),
+                Part::Host => ev.meta.host.map(|s| ev.text(s)),
+            };
+            match value {
+                Some(v) if !v.is_empty() => out.push_str(v),
+                _ => out.push_str(MISSING),
+            }
+        }
+    }
+}
+
+/// Where events go, from the settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Routes {
+    /// None: Pub/Sub is off (`channel` empty).
+    pub channel: Option<Template>,
+    /// Every event is also published here (`extra-channel`).
+    pub extra_channel: Option<String>,
+    /// None: no stream.
+    pub stream: Option<Template>,
+    pub stream_maxlen: u64,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Routes {
+            channel: Template::parse("callcenter_events").ok(),
+            extra_channel: None,
+            stream: None,
+            stream_maxlen: 100_000,
+        }
+    }
+}
+
+impl Routes {
+    /// `channel 'x' [+ 'y'] [stream 'z' maxlen N]`, for the load line and status.
+    pub fn describe(&self) -> String {
+        let mut s = match &self.channel {
+            Some(c) => format!("channel '{}'", c.as_str()),
+            None => "channel off".to_string(),
+        };
+        if let Some(x) = &self.extra_channel {
+            s.push_str(&format!(" + '{x}'"));
+        }
+        if let Some(st) = &self.stream {
+            s.push_str(&format!(
+                " stream '{}' maxlen ~{}",
+                st.as_str(),
+                self.stream_maxlen
+            ));
+        }
+        s
+    }
+
+    /// The `channel:` (and `stream:`) lines of `cc_events status`.
+    pub fn status_lines(&self) -> String {
+        let mut s = format!(
+            "channel:    {}",
+            self.channel.as_ref().map_or("(off)", |c| c.as_str())
+        );
+        if let Some(x) = &self.extra_channel {
+            s.push_str(&format!(" + {x}"));
+        }
+        s.push('\n');
+        if let Some(st) = &self.stream {
+            s.push_str(&format!(
+                "stream:     {} (MAXLEN ~{})\n",
+                st.as_str(),
+                self.stream_maxlen
+            ));
+        }
+        s
+    }
+
+    /// Appends the event's commands to `out` and returns how many there are
+    /// (each gets one reply).
+    pub fn commands(&self, ev: &CapturedEvent, payload: &[u8], out: &mut Vec<u8>) -> usize {
+        let mut n = 0;
+        let mut name = String::with_capacity(64);
+        if let Some(ch) = &self.channel {
+            ch.render(ev, &mut name);
+            resp::command(out, &[b"PUBLISH", name.as_bytes(), payload]);
+            n += 1;
+        }
+        if let Some(extra) = &self.extra_channel {
+            if self.channel.is_none() || extra != &name {
+                resp::command(out, &[b"PUBLISH", extra.as_bytes(), payload]);
+                n += 1;
+            }
+        }
+        if let Some(stream) = &self.stream {
+            stream.render(ev, &mut name);
+            let maxlen = self.stream_maxlen.to_string();
+            let seq = ev.meta.sequence.map(|s| s.to_string()).unwrap_or_default();
+            let core = ev.meta.core_uuid.map_or("", |s| ev.text(s));
+            resp::command(
+                out,
+                &[
+                    b"XADD",
+                    name.as_bytes(),
+                    b"MAXLEN",
+                    b"~",
+                    maxlen.as_bytes(),
+                    b"*",
+                    b"event",
+                    ev.name().as_bytes(),
+                    b"action",
+                    ev.action().as_bytes(),
+                    b"sequence",
+                    seq.as_bytes(),
+                    b"core_uuid",
+                    core.as_bytes(),
+                    b"payload",
+                    payload,
+                ],
+            );
+            n += 1;
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::callcenter::scan;
+    use crate::catalogue::{Catalogue, EventSettings, Selection};
+    use std::sync::Arc;
+
+    fn event(headers: &[(&'static [u8], &'static [u8])]) -> CapturedEvent {
+        let cat = Arc::new(Catalogue::new(&EventSettings {
+            selection: Selection::All,
+            ..EventSettings::default()
+        }));
+        scan(&cat, headers.iter().copied())
+            .unwrap()
+            .capture(|_| None)
+    }
+
+    #[test]
+    fn placeholders_fill_in_and_missing_values_become_an_underscore() {
+        let ev = event(&[
+            (b"FreeSWITCH-Switchname", b"fs1"),
+            (b"CC-Queue", b"sales@x"),
+            (b"CC-Action", b"members-count"),
+        ]);
+        let t = Template::parse("cc:{host}:{queue}:{agent}:{event}:{action}").unwrap();
+        let mut out = String::new();
+        t.render(&ev, &mut out);
+        assert_eq!(out, "cc:fs1:sales@x:_:Members-Count:members-count");
+        assert!(!t.is_fixed());
+        assert!(Template::parse("callcenter_events").unwrap().is_fixed());
+    }
+
+    #[test]
+    fn unknown_or_unclosed_placeholders_are_errors() {
+        assert!(Template::parse("cc:{queu}")
+            .unwrap_err()
+            .contains("unknown placeholder '{queu}'"));
+        assert!(Template::parse("cc:{queue").is_err());
+    }
+
+    #[test]
+    fn one_event_publishes_on_its_channel_the_extra_one_and_appends_to_the_stream() {
+        let ev = event(&[
+            (b"CC-Queue", b"q"),
+            (b"CC-Action", b"members-count"),
+            (b"Event-Sequence", b"7"),
+        ]);
+        let routes = Routes {
+            channel: Template::parse("cc:{queue}").ok(),
+            extra_channel: Some("callcenter_events".into()),
+            stream: Template::parse("ccs").ok(),
+            stream_maxlen: 1000,
+        };
+        let mut out = Vec::new();
+        assert_eq!(routes.commands(&ev, b"{}", &mut out), 3);
+        let text = String::from_utf8(out).unwrap();
+        let publish = text.find("PUBLISH\r\n$4\r\ncc:q").unwrap();
+        let extra = text.find("callcenter_events").unwrap();
+        let xadd = text
+            .find("XADD\r\n$3\r\nccs\r\n$6\r\nMAXLEN\r\n$1\r\n~\r\n$4\r\n1000")
+            .unwrap();
+        assert!(publish < extra && extra < xadd, "{text}");
+        assert!(text.contains("sequence\r\n$1\r\n7"));
+        // Pub/Sub off: only the stream.
+        let off = Routes {
+            channel: None,
+            ..routes
+        };
+        let mut out = Vec::new();
+        assert_eq!(
+            off.commands(&ev, b"{}", &mut out),
+            2,
+            "extra channel and stream"
+        );
+    }
+}
