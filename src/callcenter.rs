@@ -307,6 +307,35 @@ impl CapturedEvent {
     }
 }
 
+/// The headers of `cc_events test`'s synthetic event: marked as a test in
+/// every name a subscriber sees (agent, queue, member) and by `CC-Test`.
+pub fn test_headers(action: &str, timestamp_us: &str) -> Vec<(String, String)> {
+    let mark = "cc_events-test";
+    [
+        ("Event-Name", "CUSTOM"),
+        ("Event-Subclass", "callcenter::info"),
+        ("Event-Date-Timestamp", timestamp_us),
+        ("CC-Queue", mark),
+        ("CC-Action", action),
+        ("CC-Agent", mark),
+        ("CC-Agent-Status", "Test"),
+        ("CC-Agent-State", "Test"),
+        ("CC-Agent-System", "single_box"),
+        ("CC-Member-UUID", "00000000-0000-0000-0000-000000000000"),
+        (
+            "CC-Member-Session-UUID",
+            "00000000-0000-0000-0000-000000000000",
+        ),
+        ("CC-Member-CID-Name", mark),
+        ("CC-Member-CID-Number", "0000000000"),
+        ("CC-Count", "0"),
+        ("CC-Test", "true"),
+    ]
+    .iter()
+    .map(|(n, v)| (n.to_string(), v.to_string()))
+    .collect()
+}
+
 fn number(raw: &[u8]) -> Option<u64> {
     std::str::from_utf8(raw).ok()?.trim().parse().ok()
 }

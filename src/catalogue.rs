@@ -4,6 +4,10 @@
 //! shared read-only with the event callback and the worker. Pure.
 
 use std::ffi::CString;
+use std::sync::Arc;
+
+use crate::format;
+use crate::routes::Routes;
 
 /// Where a field of the seed document's fixed layouts comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,7 +189,7 @@ pub fn find(action: &str) -> Option<&'static ActionDef> {
 #[derive(Debug)]
 pub struct Entry {
     pub def: &'static ActionDef,
-    pub name: String,
+    pub name: Arc<str>,
     /// Member variables to add, by name (NUL-terminated for FreeSWITCH).
     pub vars: Vec<CString>,
 }
@@ -212,15 +216,24 @@ impl Entry {
     }
 }
 
-/// The published actions, built once per configuration.
+/// What is published and how, built once per configuration (load, reload).
+/// Every captured event keeps the catalogue it was captured with, so events
+/// queued before a reload are published with the settings of their time.
 #[derive(Debug)]
 pub struct Catalogue {
     pub entries: Vec<Entry>,
+    pub format: format::Kind,
+    pub routes: Routes,
 }
 
 impl Catalogue {
-    /// Builds the catalogue; `settings` must have been validated by `config`.
+    /// The default format and routes, for tests.
     pub fn new(settings: &EventSettings) -> Catalogue {
+        Self::build(settings, format::Kind::Seed, Routes::default())
+    }
+
+    /// Builds the catalogue; the settings must have been validated by `config`.
+    pub fn build(settings: &EventSettings, format: format::Kind, routes: Routes) -> Catalogue {
         let entries = ACTIONS
             .iter()
             .filter(|d| match &settings.selection {
@@ -234,7 +247,7 @@ impl Catalogue {
                     .iter()
                     .rev()
                     .find(|(a, _)| a == d.action)
-                    .map_or_else(|| d.name.to_string(), |(_, n)| n.clone());
+                    .map_or_else(|| Arc::from(d.name), |(_, n)| Arc::from(n.as_str()));
                 let vars: Vec<String> = match settings
                     .variables_for
                     .iter()
@@ -260,7 +273,11 @@ impl Catalogue {
                 }
             })
             .collect();
-        Catalogue { entries }
+        Catalogue {
+            entries,
+            format,
+            routes,
+        }
     }
 
     /// The entry publishing `action`, if it is published.
@@ -282,7 +299,7 @@ mod tests {
     #[test]
     fn the_default_is_the_seeds_three_with_its_four_variables_on_calls() {
         let c = Catalogue::new(&EventSettings::default());
-        let names: Vec<&str> = c.entries.iter().map(|e| e.name.as_str()).collect();
+        let names: Vec<&str> = c.entries.iter().map(|e| &*e.name).collect();
         assert_eq!(
             names,
             [
@@ -309,7 +326,7 @@ mod tests {
             ..EventSettings::default()
         });
         assert_eq!(named.entries.len(), 1);
-        assert_eq!(named.entry(0).name, "Agent-Status-Get");
+        assert_eq!(&*named.entry(0).name, "Agent-Status-Get");
     }
 
     #[test]
@@ -321,7 +338,7 @@ mod tests {
             variables_for: vec![("member-queue-start".into(), vec![])],
         });
         let end = c.entry(c.lookup(b"bridge-agent-end").unwrap());
-        assert_eq!(end.name, "Call-Ended");
+        assert_eq!(&*end.name, "Call-Ended");
         assert_eq!(end.var_name(0), "campaign_id");
         assert!(end.vars_from_session());
         let start = c.entry(c.lookup(b"member-queue-start").unwrap());

@@ -6,12 +6,16 @@ use crate::config::Settings;
 use crate::stats::Snapshot;
 
 pub const NAME: &str = "cc_events";
-pub const SYNTAX: &str = "status";
-pub const USAGE: &str = "-USAGE: cc_events status\n";
+pub const SYNTAX: &str = "status [json] | reload | test [<CC-Action>]";
+pub const USAGE: &str = "-USAGE: cc_events status [json] | reload | test [<CC-Action>]\n";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Status,
+    StatusJson,
+    Reload,
+    /// A synthetic event of this action (default agent-status-change).
+    Test(String),
     Usage,
 }
 
@@ -19,8 +23,58 @@ pub fn parse(args: &str) -> Command {
     let words: Vec<&str> = args.split_whitespace().collect();
     match words.as_slice() {
         ["status"] => Command::Status,
+        ["status", "json"] => Command::StatusJson,
+        ["reload"] => Command::Reload,
+        ["test"] => Command::Test("agent-status-change".into()),
+        ["test", action] => Command::Test(action.to_string()),
         _ => Command::Usage,
     }
+}
+
+/// The `switch_console_set_complete` lines: one per subcommand and test action.
+pub fn completions() -> Vec<String> {
+    let mut lines = vec![
+        "add cc_events status".to_string(),
+        "add cc_events status json".to_string(),
+        "add cc_events reload".to_string(),
+        "add cc_events test".to_string(),
+    ];
+    lines.extend(
+        crate::catalogue::ACTIONS
+            .iter()
+            .map(|a| format!("add cc_events test {}", a.action)),
+    );
+    lines
+}
+
+/// What `cc_events status json` prints: the same as `status`, as one object.
+pub fn render_status_json(settings: &Settings, s: &Snapshot) -> String {
+    let by_event: serde_json::Map<String, serde_json::Value> = s
+        .by_name
+        .iter()
+        .map(|(n, c)| (n.to_string(), serde_json::Value::from(*c)))
+        .collect();
+    let v = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "connected": s.connected,
+        "redis": settings.redis.describe(),
+        "channel": settings.routes.channel.as_ref().map(|c| c.as_str()),
+        "extra_channel": settings.routes.extra_channel,
+        "stream": settings.routes.stream.as_ref().map(|c| c.as_str()),
+        "format": settings.format.as_str(),
+        "received": s.received,
+        "published": s.published,
+        "dropped": s.dropped,
+        "queued": s.queued,
+        "queue_size": settings.queue_size,
+        "reconnects": s.reconnects,
+        "last_error": s.last_error.as_ref().map(|(at, msg)| serde_json::json!({
+            "at": utc(*at),
+            "message": msg,
+        })),
+        "published_by_event": by_event,
+    });
+    format!("{v}\n")
 }
 
 /// What `cc_events status` prints.
@@ -43,7 +97,8 @@ pub fn render_status(settings: &Settings, s: &Snapshot) -> String {
          dropped:    {dropped}\n\
          queued:     {queued} of {capacity}\n\
          reconnects: {reconnects}\n\
-         last error: {last_error}\n",
+         last error: {last_error}\n\
+         by event:   {by_event}\n",
         version = env!("CARGO_PKG_VERSION"),
         where_ = settings.redis.describe(),
         routes = settings.routes.status_lines(),
@@ -53,6 +108,15 @@ pub fn render_status(settings: &Settings, s: &Snapshot) -> String {
         queued = s.queued,
         capacity = settings.queue_size,
         reconnects = s.reconnects,
+        by_event = if s.by_name.is_empty() {
+            "none yet".to_string()
+        } else {
+            s.by_name
+                .iter()
+                .map(|(n, c)| format!("{n} {c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
     )
 }
 
@@ -93,6 +157,13 @@ mod tests {
         assert_eq!(parse(""), Command::Usage);
         assert_eq!(parse("stats"), Command::Usage);
         assert_eq!(parse("status now"), Command::Usage);
+        assert_eq!(parse("status json"), Command::StatusJson);
+        assert_eq!(parse("reload"), Command::Reload);
+        assert_eq!(parse("test"), Command::Test("agent-status-change".into()));
+        assert_eq!(
+            parse("test members-count"),
+            Command::Test("members-count".into())
+        );
     }
 
     #[test]
@@ -117,6 +188,7 @@ mod tests {
             reconnects: 2,
             connected: true,
             last_error: Some((UNIX_EPOCH, "boom".into())),
+            by_name: vec![(std::sync::Arc::from("Agent-Status-Change"), 5)],
         };
         let out = render_status(&settings, &snap);
         assert!(!out.contains("hunter2"));
@@ -127,5 +199,13 @@ mod tests {
         assert!(out.contains("received:   7\n"));
         assert!(out.contains("queued:     1 of 10000\n"));
         assert!(out.contains("last error: 1970-01-01 00:00:00 UTC boom\n"));
+        assert!(out.contains("by event:   Agent-Status-Change 5\n"), "{out}");
+        let json: serde_json::Value =
+            serde_json::from_str(&render_status_json(&settings, &snap)).unwrap();
+        assert_eq!(json["published"], 5);
+        assert_eq!(json["queue_size"], 10000);
+        assert_eq!(json["published_by_event"]["Agent-Status-Change"], 5);
+        assert_eq!(json["last_error"]["message"], "boom");
+        assert!(!json.to_string().contains("hunter2"));
     }
 }

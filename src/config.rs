@@ -104,6 +104,13 @@ impl fmt::Display for Settings {
     }
 }
 
+impl Settings {
+    /// What is published and how, from these settings.
+    pub fn catalogue(&self) -> crate::catalogue::Catalogue {
+        crate::catalogue::Catalogue::build(&self.events, self.format, self.routes.clone())
+    }
+}
+
 /// A param the operator must change. Display is the whole log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {

@@ -80,14 +80,14 @@ unsafe extern "C" fn mod_cc_events_load(
                 mi,
                 c"cc_events",
                 c"mod_cc_events: Redis publisher for callcenter events",
-                c"status",
+                c"status [json] | reload | test [<CC-Action>]",
                 api_cc_events,
             )
         };
         if !registered {
             fs::log::log(Level::Warning, "could not register the cc_events command");
         }
-        fs::api::set_complete(module::COMPLETE_ADD);
+        module::add_completions();
         fs::SUCCESS
     });
     if status != fs::SUCCESS {

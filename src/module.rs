@@ -18,7 +18,6 @@ use crate::publisher::Publisher;
 pub const MODULE_NAME: &CStr = c"mod_cc_events";
 pub const CONFIG_FILE: &CStr = c"cc_events.conf";
 pub const SUBCLASS: &CStr = c"callcenter::info";
-pub const COMPLETE_ADD: &CStr = c"add cc_events status";
 pub const COMPLETE_DEL: &CStr = c"del cc_events";
 
 struct Running {
@@ -146,16 +145,96 @@ pub fn handle_event(event: &Event<'_>, publisher: &Publisher) {
     publisher.offer(captured);
 }
 
+/// Tab completion for every subcommand.
+pub fn add_completions() {
+    for line in command::completions() {
+        if let Ok(line) = std::ffi::CString::new(line) {
+            api::set_complete(&line);
+        }
+    }
+}
+
 /// The `cc_events` API command's output.
 pub fn api_command(args: &str) -> String {
-    match command::parse(args) {
-        Command::Usage => command::USAGE.to_string(),
-        Command::Status => match &*state() {
-            Some(r) => {
-                let p = r.binding.data();
-                command::render_status(p.settings(), &p.stats().snapshot())
-            }
-            None => "-ERR mod_cc_events is not running\n".to_string(),
-        },
+    let cmd = command::parse(args);
+    if cmd == Command::Usage {
+        return command::USAGE.to_string();
     }
+    let state = state();
+    let Some(r) = &*state else {
+        return "-ERR mod_cc_events is not running\n".to_string();
+    };
+    let p = r.binding.data();
+    match cmd {
+        Command::Usage => command::USAGE.to_string(),
+        Command::Status => command::render_status(&p.settings(), &p.stats().snapshot()),
+        Command::StatusJson => command::render_status_json(&p.settings(), &p.stats().snapshot()),
+        Command::Reload => reload(p),
+        Command::Test(action) => test_event(p, &action),
+    }
+}
+
+/// `cc_events reload`: validate everything first; a failed reload changes nothing.
+fn reload(p: &Publisher) -> String {
+    let params = xml::settings_params(CONFIG_FILE).unwrap_or_default();
+    let parsed = match Settings::from_params(params.iter().map(|(n, v)| (n.as_str(), v.as_str()))) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            log(
+                Level::Error,
+                &format!("{e}; cc_events reload: the running settings are unchanged"),
+            );
+            return format!("-ERR {e}\nthe running settings are unchanged\n");
+        }
+    };
+    let mut out = String::new();
+    for w in &parsed.warnings {
+        log(Level::Warning, w);
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    let settings = parsed.settings;
+    let line = settings.to_string();
+    let done = p.reconfigure(settings);
+    log(Level::Info, &format!("cc_events reload: {line}"));
+    out.push_str(&format!(
+        "+OK reloaded: {line}\n{} events already queued are published with the settings they were captured with\n{}\n",
+        done.queued,
+        if done.reconnect {
+            "connection settings changed: reconnecting to Redis"
+        } else {
+            "connection settings unchanged: the connection stays up"
+        }
+    ));
+    out
+}
+
+/// `cc_events test [action]`: a synthetic event through the normal path.
+fn test_event(p: &Publisher, action: &str) -> String {
+    let catalogue = p.catalogue();
+    if catalogue.lookup(action.as_bytes()).is_none() {
+        return format!(
+            "-ERR '{action}' is not published with the current events setting; test one of: {}\n",
+            catalogue
+                .entries
+                .iter()
+                .map(|e| e.def.action)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros().to_string())
+        .unwrap_or_default();
+    let headers = callcenter::test_headers(action, &now);
+    let pairs = headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()));
+    let Ok(scan) = callcenter::scan(&catalogue, pairs) else {
+        return "-ERR the test event could not be built\n".to_string();
+    };
+    let ev = scan.capture(|_| None);
+    let name = ev.name().to_string();
+    p.offer(ev);
+    format!(
+        "+OK test event {name} queued (agent and queue 'cc_events-test'); check your subscriber\n"
+    )
 }

@@ -4,8 +4,8 @@
 //! log and how to start a thread).
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use crate::callcenter::CapturedEvent;
 use crate::catalogue::Catalogue;
 use crate::config::Settings;
 use crate::link::standalone::Standalone;
+use crate::link::Link;
 use crate::logger::LogFn;
 use crate::stats::Stats;
 use crate::stop::Stop;
@@ -22,17 +23,46 @@ use crate::worker::Worker;
 /// module this is a pthread (see `fs::thread`), so that `unload` can unmap us.
 pub type Spawn = fn(&str, Box<dyn FnOnce() + Send>) -> io::Result<Box<dyn FnOnce() + Send>>;
 
+fn new_link(redis: &crate::config::RedisSettings, stop: Arc<Stop>) -> Box<dyn Link> {
+    Box::new(Standalone::new(redis.clone(), stop))
+}
+
 /// The producer side, owned by the module and shared with the event callback.
 pub struct Publisher {
-    tx: Option<SyncSender<CapturedEvent>>,
+    tx: Option<Sender<CapturedEvent>>,
     stats: Arc<Stats>,
     stop: Arc<Stop>,
     /// In a Mutex only so that the Publisher is Sync (the callback shares it).
     join: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     panicked: Arc<AtomicBool>,
-    settings: Settings,
+    settings: RwLock<Arc<Settings>>,
     /// What the callback captures events with; replaced as a whole on reload.
     catalogue: RwLock<Arc<Catalogue>>,
+    /// `queue-size`: what `held` may reach. Changes on reload.
+    capacity: AtomicU64,
+}
+
+/// What a reload changed, for its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconfigured {
+    /// Events already queued: they keep the settings they were captured with.
+    pub queued: u64,
+    /// The connection settings changed: the worker reconnects.
+    pub reconnect: bool,
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    match lock.read() {
+        Ok(v) => v.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+fn write<T>(lock: &RwLock<T>, value: T) {
+    match lock.write() {
+        Ok(mut v) => *v = value,
+        Err(poisoned) => *poisoned.into_inner() = value,
+    }
 }
 
 /// What shutdown managed to do, for its log line.
@@ -50,9 +80,9 @@ pub struct ShutdownReport {
 
 impl Publisher {
     pub fn start(settings: Settings, log: LogFn, spawn: Spawn) -> io::Result<Publisher> {
-        // `held` bounds what is waiting to queue-size exactly; the channel
-        // itself is never the limit.
-        let (tx, rx) = mpsc::sync_channel(settings.queue_size);
+        // `held` bounds what is waiting to queue-size exactly, so the channel
+        // needs no bound of its own (and queue-size can change on reload).
+        let (tx, rx) = mpsc::channel();
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(Stop::default());
         let panicked = Arc::new(AtomicBool::new(false));
@@ -62,7 +92,8 @@ impl Publisher {
             stop: stop.clone(),
             settings: settings.clone(),
             log,
-            link: Box::new(Standalone::new(settings.redis.clone(), stop.clone())),
+            link: new_link(&settings.redis, stop.clone()),
+            new_link,
         };
         let flag = panicked.clone();
         let join = spawn(
@@ -75,15 +106,16 @@ impl Publisher {
             stop,
             join: Mutex::new(Some(join)),
             panicked,
-            catalogue: RwLock::new(Arc::new(Catalogue::new(&settings.events))),
-            settings,
+            catalogue: RwLock::new(Arc::new(settings.catalogue())),
+            capacity: AtomicU64::new(settings.queue_size as u64),
+            settings: RwLock::new(Arc::new(settings)),
         })
     }
 
     /// Called on FreeSWITCH's event thread: never blocks, never touches the network.
     pub fn offer(&self, event: CapturedEvent) {
         self.stats.received.fetch_add(1, Relaxed);
-        let capacity = self.settings.queue_size as u64;
+        let capacity = self.capacity.load(Relaxed);
         let admitted = self.tx.is_some() && self.stats.held.fetch_add(1, Relaxed) < capacity;
         if !admitted {
             if self.tx.is_some() {
@@ -91,8 +123,8 @@ impl Publisher {
             }
             return self.reject();
         }
-        let sent = self.tx.as_ref().map(|tx| tx.try_send(event));
-        if let Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) = sent {
+        let sent = self.tx.as_ref().map(|tx| tx.send(event));
+        if let Some(Err(_)) = sent {
             self.stats.held.fetch_sub(1, Relaxed);
             self.reject();
         }
@@ -110,9 +142,22 @@ impl Publisher {
 
     /// The catalogue events are captured with now.
     pub fn catalogue(&self) -> Arc<Catalogue> {
-        match self.catalogue.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+        read(&self.catalogue)
+    }
+
+    /// Applies validated settings without unbinding: events captured from
+    /// now on use the new catalogue, format and routes; the worker picks up
+    /// the connection settings (and reconnects if they changed).
+    pub fn reconfigure(&self, settings: Settings) -> Reconfigured {
+        let old = self.settings();
+        let reconnect = old.redis != settings.redis;
+        write(&self.catalogue, Arc::new(settings.catalogue()));
+        self.capacity.store(settings.queue_size as u64, Relaxed);
+        self.stop.reconfigure(settings.clone());
+        write(&self.settings, Arc::new(settings));
+        Reconfigured {
+            queued: self.stats.held.load(Relaxed),
+            reconnect,
         }
     }
 
@@ -120,8 +165,8 @@ impl Publisher {
         &self.stats
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
+    pub fn settings(&self) -> Arc<Settings> {
+        read(&self.settings)
     }
 
     /// Gives the worker `shutdown-flush-ms` to publish what is queued, then
@@ -129,7 +174,7 @@ impl Publisher {
     /// returns within it plus one wait slice (50 ms).
     /// The caller must have stopped calling `offer` (unbound the event callback).
     pub fn shutdown(mut self) -> ShutdownReport {
-        self.stop_worker(self.settings.shutdown_flush);
+        self.stop_worker(self.settings().shutdown_flush);
         ShutdownReport {
             published: self.stats.published.load(Relaxed),
             rejected: self.stats.rejected.load(Relaxed),

@@ -1,7 +1,7 @@
 //! Counters shared by the event callback, the worker and `cc_events status`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 #[derive(Default)]
@@ -24,6 +24,8 @@ pub struct Stats {
     pub malformed: AtomicU64,
     pub connected: AtomicBool,
     last_error: Mutex<Option<(SystemTime, String)>>,
+    /// Published events per published name, in order of first publication.
+    by_name: Mutex<Vec<(Arc<str>, u64)>>,
 }
 
 /// A copy for printing; counters are read one by one, not atomically together.
@@ -36,12 +38,26 @@ pub struct Snapshot {
     pub reconnects: u64,
     pub connected: bool,
     pub last_error: Option<(SystemTime, String)>,
+    pub by_name: Vec<(Arc<str>, u64)>,
 }
 
 impl Stats {
     pub fn set_error(&self, msg: String) {
         if let Ok(mut e) = self.last_error.lock() {
             *e = Some((SystemTime::now(), msg));
+        }
+    }
+
+    /// Counts published events by name (the worker, once per batch).
+    pub fn count_published<'a>(&self, names: impl Iterator<Item = &'a Arc<str>>) {
+        let Ok(mut by) = self.by_name.lock() else {
+            return;
+        };
+        for name in names {
+            match by.iter_mut().find(|(n, _)| n == name) {
+                Some((_, c)) => *c += 1,
+                None => by.push((name.clone(), 1)),
+            }
         }
     }
 
@@ -54,6 +70,7 @@ impl Stats {
             reconnects: self.reconnects.load(Relaxed),
             connected: self.connected.load(Relaxed),
             last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
+            by_name: self.by_name.lock().map(|b| b.clone()).unwrap_or_default(),
         }
     }
 }

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::config::Settings;
+
 #[derive(Default)]
 pub struct Stop {
     deadline: Mutex<Option<Instant>>,
@@ -12,6 +14,8 @@ pub struct Stop {
     /// Set by the producer when the queue overflowed; cleared by the worker
     /// once Redis accepts events again. While set, backoff waits are short.
     full: AtomicBool,
+    /// New settings from `cc_events reload`, for the worker to apply.
+    pending: Mutex<Option<Box<Settings>>>,
 }
 
 impl Stop {
@@ -46,6 +50,27 @@ impl Stop {
         }
     }
 
+    /// Hands new settings to the worker and wakes it.
+    pub fn reconfigure(&self, settings: Settings) {
+        if let Ok(mut p) = self.pending.lock() {
+            *p = Some(Box::new(settings));
+        }
+        let _held = self.deadline.lock();
+        self.wake.notify_all();
+    }
+
+    pub fn take_reconfigure(&self) -> Option<Settings> {
+        self.pending
+            .lock()
+            .ok()
+            .and_then(|mut p| p.take())
+            .map(|b| *b)
+    }
+
+    fn reconfigure_pending(&self) -> bool {
+        self.pending.lock().is_ok_and(|p| p.is_some())
+    }
+
     #[cfg(test)]
     pub fn is_full(&self) -> bool {
         self.full.load(Relaxed)
@@ -65,7 +90,7 @@ impl Stop {
         let was_full = self.full.load(Relaxed);
         let d = if was_full { d.min(when_full) } else { d };
         let _ = self.wake.wait_timeout_while(guard, d, |dl| {
-            dl.is_none() && (was_full || !self.full.load(Relaxed))
+            dl.is_none() && (was_full || !self.full.load(Relaxed)) && !self.reconfigure_pending()
         });
     }
 }

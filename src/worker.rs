@@ -31,6 +31,8 @@ const IDLE_WAKE: Duration = Duration::from_secs(1);
 pub struct Pending {
     pub commands: Vec<u8>,
     pub replies: usize,
+    /// The published name, for the per-event counts.
+    pub name: Arc<str>,
 }
 
 /// How many events, from the first, are confirmed when the first `ok` replies
@@ -54,6 +56,8 @@ pub struct Worker {
     pub settings: Settings,
     pub log: LogFn,
     pub link: Box<dyn Link>,
+    /// Makes the link for new connection settings (reload).
+    pub new_link: fn(&crate::config::RedisSettings, Arc<Stop>) -> Box<dyn Link>,
 }
 
 struct Run {
@@ -122,6 +126,9 @@ impl Run {
     fn main_loop(&mut self) {
         loop {
             self.drops.report(&self.w.stats, &self.w.log);
+            if let Some(new) = self.w.stop.take_reconfigure() {
+                self.apply(new);
+            }
             if self.w.stop.passed() {
                 return;
             }
@@ -179,6 +186,25 @@ impl Run {
                 self.pause();
             }
         }
+    }
+
+    /// Settings from `cc_events reload`. Events already taken keep their own
+    /// catalogue; the connection is replaced only if its settings changed.
+    fn apply(&mut self, new: Settings) {
+        if new.redis != self.w.settings.redis {
+            self.w.link.close();
+            self.w.link = (self.w.new_link)(&new.redis, self.w.stop.clone());
+            self.w.stats.connected.store(false, Relaxed);
+            self.w.log.log(
+                Level::Info,
+                &format!(
+                    "cc_events reload: connection settings changed, reconnecting to Redis at {}",
+                    new.redis.describe()
+                ),
+            );
+        }
+        self.backoff = Backoff::new(new.reconnect_min, new.reconnect_max, Backoff::seed());
+        self.w.settings = new;
     }
 
     /// An idle connection found closed is routine (Redis `timeout`, a proxy):
@@ -239,6 +265,9 @@ impl Run {
         let ex = self.w.link.exchange(&self.out, replies, until);
         self.last_io = Instant::now();
         let n = confirmed(&self.batch, ex.ok);
+        self.w
+            .stats
+            .count_published(self.batch.iter().take(n).map(|p| &p.name));
         self.batch.drain(..n);
         self.w.stats.published.fetch_add(n as u64, Relaxed);
         self.w.stats.held.fetch_sub(n as u64, Relaxed);
@@ -306,14 +335,19 @@ impl Run {
     /// Formats one event into the commands it needs.
     fn take(&mut self, ev: CapturedEvent) {
         let mut payload = Vec::with_capacity(512);
-        self.w.settings.format.format().write(&ev, &mut payload);
+        ev.catalogue.format.format().write(&ev, &mut payload);
         let mut commands = Vec::with_capacity(payload.len() + 64);
         let replies = self
             .w
             .settings
             .routes
             .commands(&ev, &payload, &mut commands);
-        self.batch.push_back(Pending { commands, replies });
+        let name = ev.catalogue.entry(ev.entry).name.clone();
+        self.batch.push_back(Pending {
+            commands,
+            replies,
+            name,
+        });
     }
 
     fn finish(&mut self) {
@@ -343,6 +377,7 @@ mod tests {
             .map(|&r| Pending {
                 commands: Vec::new(),
                 replies: r,
+                name: Arc::from("x"),
             })
             .collect()
     }

@@ -107,10 +107,19 @@ fn status_command_usage_and_tab_completion() {
     let sub = Subscriber::new(&redis, "cc_test");
     let before = core::completions().len();
     let module = LoadedModule::load().expect("load");
-    assert_eq!(
-        core::completions()[before..],
-        ["add cc_events status".to_string()]
-    );
+    let added = &core::completions()[before..];
+    for sub in [
+        "status",
+        "status json",
+        "reload",
+        "test",
+        "test agent-offering",
+    ] {
+        assert!(
+            added.contains(&format!("add cc_events {sub}")),
+            "{sub}: {added:?}"
+        );
+    }
 
     let status_changes: Vec<_> = fixtures::events()
         .into_iter()
@@ -134,13 +143,14 @@ fn status_command_usage_and_tab_completion() {
          dropped:    0\n\
          queued:     0 of 500\n\
          reconnects: 0\n\
-         last error: none\n",
+         last error: none\n\
+         by event:   Agent-Status-Change 8\n",
         env!("CARGO_PKG_VERSION"),
         redis.port
     );
     assert_eq!(out, expected);
 
-    let usage = "-USAGE: cc_events status\n";
+    let usage = "-USAGE: cc_events status [json] | reload | test [<CC-Action>]\n";
     assert_eq!(core::api("cc_events", "").unwrap(), usage);
     assert_eq!(core::api("cc_events", "stats").unwrap(), usage);
     assert_eq!(core::api("cc_events", "status extra").unwrap(), usage);
