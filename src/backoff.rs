@@ -48,6 +48,18 @@ impl Backoff {
         })
     }
 
+    /// A wait drawn from [d/2, d], for short fixed waits that a fleet should
+    /// not take in lockstep either.
+    pub fn jittered(&mut self, d: Duration) -> Duration {
+        let half = d / 2;
+        let span = (d - half).as_micros() as u64;
+        half + Duration::from_micros(if span == 0 {
+            0
+        } else {
+            self.random() % (span + 1)
+        })
+    }
+
     /// After a success the next failure starts again from `min`.
     pub fn reset(&mut self) {
         self.base = self.min;
@@ -89,6 +101,14 @@ mod tests {
         };
         assert_ne!(run(1), run(2));
         assert_eq!(run(7), run(7), "same seed, same sequence");
+    }
+
+    #[test]
+    fn short_waits_are_jittered_too() {
+        let mut b = Backoff::new(MS(100), MS(1000), 9);
+        let waits: Vec<Duration> = (0..8).map(|_| b.jittered(MS(100))).collect();
+        assert!(waits.iter().all(|d| *d >= MS(50) && *d <= MS(100)));
+        assert!(waits.windows(2).any(|w| w[0] != w[1]));
     }
 
     #[test]

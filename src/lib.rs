@@ -17,6 +17,7 @@ mod link;
 pub mod logger;
 mod module;
 pub mod publisher;
+mod queue;
 pub mod routes;
 pub mod stats;
 mod stop;

@@ -76,7 +76,11 @@ pub fn start(on_event: unsafe extern "C" fn(*mut crate::ffi::switch_event_t)) ->
             );
             publisher.shutdown();
         })?;
-    *state() = Some(Running { binding });
+    let previous = state().replace(Running { binding });
+    // Dropping an instance unbinds: never under the lock.
+    if let Some(old) = previous {
+        stop_running(old);
+    }
     log(
         Level::Info,
         &format!(

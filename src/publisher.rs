@@ -5,7 +5,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{self, Sender};
+
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::link::standalone::Standalone;
 use crate::link::Link;
 use crate::logger::LogFn;
+use crate::queue::Queue;
 use crate::stats::Stats;
 use crate::stop::Stop;
 use crate::worker::Worker;
@@ -29,7 +30,7 @@ fn new_link(redis: &crate::config::RedisSettings, stop: Arc<Stop>) -> Box<dyn Li
 
 /// The producer side, owned by the module and shared with the event callback.
 pub struct Publisher {
-    tx: Option<Sender<CapturedEvent>>,
+    queue: Arc<Queue<CapturedEvent>>,
     stats: Arc<Stats>,
     stop: Arc<Stop>,
     /// In a Mutex only so that the Publisher is Sync (the callback shares it).
@@ -80,14 +81,14 @@ pub struct ShutdownReport {
 
 impl Publisher {
     pub fn start(settings: Settings, log: LogFn, spawn: Spawn) -> io::Result<Publisher> {
-        // `held` bounds what is waiting to queue-size exactly, so the channel
+        // `held` bounds what is waiting to queue-size exactly, so the queue
         // needs no bound of its own (and queue-size can change on reload).
-        let (tx, rx) = mpsc::channel();
+        let queue = Arc::new(Queue::default());
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(Stop::default());
         let panicked = Arc::new(AtomicBool::new(false));
         let worker = Worker {
-            rx,
+            queue: queue.clone(),
             stats: stats.clone(),
             stop: stop.clone(),
             settings: settings.clone(),
@@ -101,7 +102,7 @@ impl Publisher {
             Box::new(move || flag.store(worker.run_guarded(), Relaxed)),
         )?;
         Ok(Publisher {
-            tx: Some(tx),
+            queue,
             stats,
             stop,
             join: Mutex::new(Some(join)),
@@ -116,15 +117,16 @@ impl Publisher {
     pub fn offer(&self, event: CapturedEvent) {
         self.stats.received.fetch_add(1, Relaxed);
         let capacity = self.capacity.load(Relaxed);
-        let admitted = self.tx.is_some() && self.stats.held.fetch_add(1, Relaxed) < capacity;
+        // Admit only below capacity: never above queue-size, even for a moment.
+        let admitted = self
+            .stats
+            .held
+            .fetch_update(Relaxed, Relaxed, |h| (h < capacity).then_some(h + 1))
+            .is_ok();
         if !admitted {
-            if self.tx.is_some() {
-                self.stats.held.fetch_sub(1, Relaxed);
-            }
             return self.reject();
         }
-        let sent = self.tx.as_ref().map(|tx| tx.send(event));
-        if let Some(Err(_)) = sent {
+        if self.queue.push(event).is_err() {
             self.stats.held.fetch_sub(1, Relaxed);
             self.reject();
         }
@@ -153,7 +155,12 @@ impl Publisher {
         let reconnect = old.redis != settings.redis;
         write(&self.catalogue, Arc::new(settings.catalogue()));
         self.capacity.store(settings.queue_size as u64, Relaxed);
+        if reconnect {
+            self.stats.connected.store(false, Relaxed);
+        }
         self.stop.reconfigure(settings.clone());
+        // The worker applies them before it sends anything captured from now on.
+        self.queue.nudge();
         write(&self.settings, Arc::new(settings));
         Reconfigured {
             queued: self.stats.held.load(Relaxed),
@@ -187,10 +194,14 @@ impl Publisher {
     /// Ends the queue, lets the worker flush for up to `flush`, and joins it.
     /// Does nothing the second time.
     fn stop_worker(&mut self, flush: Duration) {
-        // Dropping the only sender first lets the worker, once woken, see the end of the queue.
-        self.tx = None;
+        // Closing first lets the worker, once woken, see the end of the queue.
+        self.queue.close();
         self.stop.request(Instant::now() + flush);
-        let join = self.join.get_mut().map_or(None, Option::take);
+        let join = self
+            .join
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(join) = join {
             join();
         }

@@ -19,6 +19,8 @@ pub struct Stats {
     /// Accepted and not yet settled (published or lost): in the queue or in
     /// the batch being sent. Never above `queue-size`.
     pub held: AtomicU64,
+    /// Of `held`: taken by the worker into the batch being sent.
+    pub in_batch: AtomicU64,
     pub reconnects: AtomicU64,
     /// callcenter::info events without a CC-Action header.
     pub malformed: AtomicU64,

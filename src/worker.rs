@@ -9,7 +9,6 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,8 +18,12 @@ use crate::config::Settings;
 use crate::health::{DropReporter, Health};
 use crate::link::{resp, Failure, Link};
 use crate::logger::{Level, LogFn};
+use crate::queue::{Queue, Wait};
 use crate::stats::Stats;
 use crate::stop::Stop;
+
+/// A connection idle this long that the server closed is reopened quietly.
+const QUIET_AFTER: Duration = Duration::from_secs(1);
 
 /// How often an idle worker wakes to report drops.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
@@ -50,7 +53,7 @@ pub fn confirmed(batch: &VecDeque<Pending>, ok: usize) -> usize {
 }
 
 pub struct Worker {
-    pub rx: Receiver<CapturedEvent>,
+    pub queue: Arc<Queue<CapturedEvent>>,
     pub stats: Arc<Stats>,
     pub stop: Arc<Stop>,
     pub settings: Settings,
@@ -75,7 +78,7 @@ struct Run {
 }
 
 enum Next {
-    Got(CapturedEvent),
+    Got,
     Idle,
     Closed,
 }
@@ -87,10 +90,16 @@ impl Worker {
     pub fn run_guarded(self) -> bool {
         let log = self.log.clone();
         let stats = self.stats.clone();
+        let queue = self.queue.clone();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run()));
         if let Err(payload) = outcome {
             let why = crate::logger::panic_message(&*payload);
             stats.connected.store(false, Relaxed);
+            // Nothing more is admitted; what was queued or in the batch is lost, and counted.
+            queue.close();
+            let lost = queue.clear() as u64 + stats.in_batch.swap(0, Relaxed);
+            stats.lost.fetch_add(lost, Relaxed);
+            stats.held.fetch_sub(lost, Relaxed);
             let msg = format!("the Redis worker thread panicked: {why}; events are no longer published until `reload mod_cc_events`");
             stats.set_error(msg.clone());
             log.log(Level::Error, &msg);
@@ -146,17 +155,27 @@ impl Run {
             }
             if self.batch.is_empty() {
                 match self.next_event() {
-                    Next::Got(ev) => self.take(ev),
+                    Next::Got => {}
                     Next::Idle => {
                         self.keep_alive();
                         continue;
                     }
                     Next::Closed => return,
                 }
+                // New settings (reload) apply before anything captured after them is sent.
+                if let Some(new) = self.w.stop.take_reconfigure() {
+                    self.apply(new);
+                    if !self.w.link.is_connected() {
+                        continue;
+                    }
+                }
                 self.fill();
+                if self.batch.is_empty() {
+                    continue;
+                }
             }
             if self.w.link.closed_by_peer() {
-                self.quiet_reconnect("the server closed the idle connection");
+                self.closed_by_peer();
                 continue;
             }
             self.send();
@@ -207,6 +226,23 @@ impl Run {
         self.w.settings = new;
     }
 
+    /// Closed after a real idle period is routine (Redis `timeout`, a proxy's
+    /// idle limit): reconnect quietly. Closed right after use is a failure
+    /// (a proxy without a backend, Redis shutting down): log it and back off.
+    fn closed_by_peer(&mut self) {
+        if self.last_io.elapsed() >= QUIET_AFTER {
+            return self.quiet_reconnect("the server closed the idle connection");
+        }
+        self.w.link.close();
+        self.w.stats.connected.store(false, Relaxed);
+        let msg = format!(
+            "Redis at {} closed the connection right after accepting it; reconnecting",
+            self.w.link.describe()
+        );
+        self.health.failed(&self.w.log, &self.w.stats, msg);
+        self.pause();
+    }
+
     /// An idle connection found closed is routine (Redis `timeout`, a proxy):
     /// reconnect at once, without a warning or an error in status.
     fn quiet_reconnect(&mut self, why: &str) {
@@ -224,7 +260,7 @@ impl Run {
             return;
         }
         if self.w.link.closed_by_peer() {
-            return self.quiet_reconnect("the server closed the idle connection");
+            return self.closed_by_peer();
         }
         let mut ping = Vec::with_capacity(14);
         resp::command(&mut ping, &[b"PING"]);
@@ -237,9 +273,7 @@ impl Run {
         match ex.failure {
             // Any answer, even NOPERM from a strict ACL, shows the link is alive.
             None | Some(Failure::Refused(_)) => {}
-            Some(Failure::Broken(_)) => {
-                self.quiet_reconnect("the idle connection was closed");
-            }
+            Some(Failure::Broken(_)) => self.closed_by_peer(),
             Some(f) => {
                 self.w
                     .stats
@@ -269,6 +303,10 @@ impl Run {
             .stats
             .count_published(self.batch.iter().take(n).map(|p| &p.name));
         self.batch.drain(..n);
+        self.w
+            .stats
+            .in_batch
+            .store(self.batch.len() as u64, Relaxed);
         self.w.stats.published.fetch_add(n as u64, Relaxed);
         self.w.stats.held.fetch_sub(n as u64, Relaxed);
         let connected = self.w.link.is_connected();
@@ -279,7 +317,7 @@ impl Run {
             self.w.stop.clear_full();
             return;
         };
-        if self.w.stop.passed() && matches!(f, Failure::Hung(_)) {
+        if self.w.stop.passed() {
             // Cut short by the shutdown: these were written, and Redis may
             // still publish them, but nobody confirmed them.
             self.in_flight = self.batch.len();
@@ -303,7 +341,8 @@ impl Run {
             Some(end) => d.min(end.saturating_duration_since(Instant::now())),
             None => d,
         };
-        self.w.stop.sleep(d, self.w.settings.reconnect_min);
+        let when_full = self.backoff.jittered(self.w.settings.reconnect_min);
+        self.w.stop.sleep(d, when_full);
     }
 
     fn next_event(&mut self) -> Next {
@@ -315,21 +354,25 @@ impl Run {
                 .saturating_sub(self.last_io.elapsed())
                 .clamp(Duration::from_millis(1), IDLE_WAKE)
         };
-        match self.w.rx.recv_timeout(wait) {
-            Ok(ev) => Next::Got(ev),
-            Err(RecvTimeoutError::Timeout) => Next::Idle,
-            Err(RecvTimeoutError::Disconnected) => Next::Closed,
+        match self.w.queue.wait(wait) {
+            Wait::Ready => Next::Got,
+            Wait::TimedOut => Next::Idle,
+            Wait::Closed => Next::Closed,
         }
     }
 
     /// Tops the batch up from the queue without waiting.
     fn fill(&mut self) {
-        while self.batch.len() < self.w.settings.batch_size {
-            match self.w.rx.try_recv() {
-                Ok(ev) => self.take(ev),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
+        let room = self.w.settings.batch_size.saturating_sub(self.batch.len());
+        let mut taken = Vec::with_capacity(room);
+        self.w.queue.take(room, &mut taken);
+        for ev in taken {
+            self.take(ev);
         }
+        self.w
+            .stats
+            .in_batch
+            .store(self.batch.len() as u64, Relaxed);
     }
 
     /// Formats one event into the commands it needs.
@@ -337,11 +380,7 @@ impl Run {
         let mut payload = Vec::with_capacity(512);
         ev.catalogue.format.format().write(&ev, &mut payload);
         let mut commands = Vec::with_capacity(payload.len() + 64);
-        let replies = self
-            .w
-            .settings
-            .routes
-            .commands(&ev, &payload, &mut commands);
+        let replies = ev.catalogue.routes.commands(&ev, &payload, &mut commands);
         let name = ev.catalogue.entry(ev.entry).name.clone();
         self.batch.push_back(Pending {
             commands,
@@ -353,10 +392,9 @@ impl Run {
     fn finish(&mut self) {
         self.w.link.close();
         self.w.stats.connected.store(false, Relaxed);
-        let mut lost = self.batch.len() as u64;
-        while self.w.rx.try_recv().is_ok() {
-            lost += 1;
-        }
+        self.w.queue.close();
+        let lost = (self.batch.len() + self.w.queue.clear()) as u64;
+        self.w.stats.in_batch.store(0, Relaxed);
         self.w.stats.lost.fetch_add(lost, Relaxed);
         self.w
             .stats

@@ -543,6 +543,10 @@ fn noperm_is_one_error_line_and_its_end_one_info_line() {
     let got = sub.take(20, WAIT);
     let agents: Vec<String> = got.iter().map(|p| agent_of(p)).collect();
     assert_eq!(agents, (0..20).map(|i| format!("a{i}")).collect::<Vec<_>>());
+    // The recovery line follows the replies, which can trail the subscriber.
+    assert!(wait_until(WAIT, || core::logs()
+        .iter()
+        .any(|l| l.text.contains("accepts events again"))));
     let logs = core::logs();
     let noperm: Vec<_> = logs.iter().filter(|l| l.text.contains("NOPERM")).collect();
     assert_eq!(noperm.len(), 1, "{logs:#?}");

@@ -252,3 +252,53 @@ fn reload_after_replacing_the_file_maps_only_the_new_one() {
         mapped.join("\n")
     );
 }
+
+/// The lowest free pthread key: what the next `pthread_key_create` returns.
+fn next_free_pthread_key() -> libc::pthread_key_t {
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: a valid out-pointer and no destructor; the key is deleted at once.
+    unsafe {
+        assert_eq!(libc::pthread_key_create(&mut key, None), 0);
+        libc::pthread_key_delete(key);
+    }
+    key
+}
+
+/// glibc has 1024 pthread keys per process. A module whose worker registers
+/// one per load (std does, for its thread handle, when a thread it did not
+/// start blocks in a std channel) runs FreeSWITCH out of them after about a
+/// thousand reloads, with the key's destructor pointing into unmapped code.
+#[test]
+fn load_traffic_unload_cycles_leave_no_pthread_key_behind() {
+    let _g = core::exclusive();
+    let redis = RedisServer::start();
+    harness::config_for(redis.port, &[]);
+    let sub = Subscriber::new(&redis, "callcenter_events");
+    fixtures::add_member_sessions();
+    // One cycle first, so that anything the harness itself sets up once is in place.
+    let cycle = || {
+        let module = LoadedModule::load().expect("load");
+        for mut ev in fixture_events() {
+            core::fire(&mut ev);
+        }
+        assert!(wait_until(WAIT, || core::api("cc_events", "status")
+            .unwrap()
+            .contains("queued:     0 ")));
+        core::api("cc_events", "status").unwrap();
+        module.unload();
+    };
+    cycle();
+    let before = next_free_pthread_key();
+    for _ in 0..20 {
+        cycle();
+    }
+    let after = next_free_pthread_key();
+    sub.drain();
+    core::clear_sessions();
+    assert_eq!(
+        after,
+        before,
+        "{} pthread keys leaked over 20 cycles",
+        after - before
+    );
+}

@@ -111,6 +111,11 @@ impl Standalone {
                 continue;
             };
             let e = resp::error_text(&e);
+            if e.starts_with("NOAUTH") || e.starts_with("WRONGPASS") {
+                return Err(Failure::Refused(format!(
+                    "Redis at {target} requires authentication: {e}; set password (and username for an ACL user) in cc_events.conf"
+                )));
+            }
             return Err(Failure::Refused(match step {
                 Step::Auth => format!("Redis at {target} refused authentication: {e}; check username and password in cc_events.conf"),
                 Step::Select => format!("Redis at {target} refused SELECT {db}: {e}; check db in cc_events.conf"),
@@ -130,8 +135,13 @@ impl Link for Standalone {
         let limit = self.settings.connect_timeout;
         let addrs = resolve(&self.settings.host, self.settings.port)?;
         let mut last = None;
-        for addr in addrs {
-            match open(addr, until, &self.stop) {
+        let count = addrs.len() as u32;
+        for (i, addr) in addrs.into_iter().enumerate() {
+            // Each address gets its share of what is left, so one that drops
+            // packets silently cannot use up the time of the others.
+            let left = until.saturating_duration_since(Instant::now());
+            let share = Instant::now() + left / (count - i as u32);
+            match open(addr, share, &self.stop) {
                 Ok(stream) => {
                     self.conn = Some(Conn {
                         stream,
@@ -330,14 +340,16 @@ fn read_reply(conn: &mut Conn, until: Instant, stop: &Stop) -> Result<redis::Val
         until,
         stop,
         cut: None,
+        error: None,
+        eof: false,
     };
     match conn.parser.parse_value(&mut reader) {
         Ok(v) => Ok(v),
         Err(_) if reader.cut.is_some() => Err(Io::Cut(reader.cut.unwrap_or(Cut::TimedOut))),
-        Err(e) => Err(Io::Failed(match e.kind() {
-            redis::ErrorKind::Io => io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string()),
-            _ => io::Error::other(format!("unreadable reply: {e}")),
-        })),
+        Err(_) if reader.eof => Err(Io::Failed(io::ErrorKind::UnexpectedEof.into())),
+        Err(e) => Err(Io::Failed(reader.error.unwrap_or_else(|| {
+            io::Error::other(format!("unreadable reply: {e}"))
+        }))),
     }
 }
 
@@ -346,6 +358,9 @@ struct Timed<'a> {
     until: Instant,
     stop: &'a Stop,
     cut: Option<Cut>,
+    /// The socket's own error, kept with its kind (reset, ...).
+    error: Option<io::Error>,
+    eof: bool,
 }
 
 impl Read for Timed<'_> {
@@ -363,7 +378,15 @@ impl Read for Timed<'_> {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => return other,
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(0);
+                }
+                Ok(n) => return Ok(n),
+                Err(e) => {
+                    self.error = Some(io::Error::new(e.kind(), e.to_string()));
+                    return Err(e);
+                }
             }
         }
     }
