@@ -166,7 +166,16 @@ impl<'a> Scan<'a> {
             Some(layout) => {
                 for (k, f) in layout.iter().enumerate() {
                     let value = match f.source {
-                        SeedSource::Header(h) => self.header(h).map(owned_value),
+                        SeedSource::Header(h) => {
+                            if let Some(raw) = self.header(h) {
+                                let value = ev.push_raw(raw);
+                                ev.fields.push(Field {
+                                    key: Key::Seed(k as u16),
+                                    value,
+                                });
+                            }
+                            continue;
+                        }
                         SeedSource::Var(name) => e.var_index(name).and_then(|i| {
                             used[i] = true;
                             vars[i].clone()
@@ -253,9 +262,14 @@ impl CapturedEvent {
         (start, self.buf.len() as u32)
     }
 
+    /// Copies header bytes in as `owned_value` would, without a temporary
+    /// String when they are valid UTF-8 (the usual case).
     fn push_raw(&mut self, raw: &[u8]) -> Span {
-        let v = owned_value(raw);
-        self.push(&v)
+        let cut = &raw[..raw.len().min(MAX_VALUE_BYTES)];
+        match String::from_utf8_lossy(cut) {
+            std::borrow::Cow::Borrowed(s) => self.push(s),
+            std::borrow::Cow::Owned(s) => self.push(&bounded(s)),
+        }
     }
 
     pub fn text(&self, span: Span) -> &str {
