@@ -558,6 +558,45 @@ fn renamed_events_and_member_variables_per_event_while_the_seed_three_stay_byte_
     assert_eq!(core::session_locks_held(), 0);
 }
 
+/// README (the `variables` row of the settings table, and "For the three seed
+/// events the field list stays exactly the seed's; configured variables that
+/// are not in it come after it"): `variables` adds to every event, so the seed
+/// events keep their eleven fields and get the extra variable after them.
+#[test]
+fn variables_add_to_the_seed_events_without_taking_the_seeds_fields_away() {
+    let t = harness::load_with_redis(&[("variables", "campaign_id,effective_caller_id_name")]);
+    let _sessions = MemberSessions::add();
+    let channels = fixtures::member_channels();
+    let fixtures = fixtures::events();
+    fire_all(&fixtures);
+    let seeds: Vec<&Fixture> = fixtures
+        .iter()
+        .filter(|f| SEED_ACTIONS.contains(&action(f).as_str()))
+        .collect();
+    let got = t.sub.take(seeds.len(), WAIT);
+    for ((f, line), payload) in seeds.iter().zip(expected_seed_payloads()).zip(&got) {
+        let want = match non_empty(f, "CC-Member-Session-UUID") {
+            Some(uuid) => {
+                let extra = serde_json::to_string(&channels[&uuid]["effective_caller_id_name"]);
+                let open = line.strip_suffix("}}").unwrap();
+                format!(
+                    r#"{open}, "effective_caller_id_name": {}}}}}"#,
+                    extra.unwrap()
+                )
+            }
+            None => line,
+        };
+        // BUG (src/catalogue.rs:259 with src/callcenter.rs:179, or the README):
+        // a configured `variables` list replaces the seed's four on Offering
+        // and Connected, and a seed field whose variable is not listed is
+        // dropped (here callrequest_id, phonenumber and callerid_number), so
+        // the field list is not "exactly the seed's" as the README says.
+        // Fails until the code (or the README's contract) changes.
+        assert_eq!(payload, &want, "{}", f.file);
+    }
+    t.module.unload();
+}
+
 /// FreeSWITCH's channel states from CS_HANGUP on (switch_types.h): a session
 /// in one of them is refused by `switch_core_session_locate`.
 const HUNG_UP_STATES: [&str; 3] = ["CS_HANGUP", "CS_REPORTING", "CS_DESTROY"];
@@ -1058,22 +1097,22 @@ fn stream_maxlen_keeps_the_stream_near_its_cap() {
     t.module.unload();
 }
 
-/// A consumer that was offline reads everything it missed, once, in order:
-/// what a README's redis-py example does with
+/// A consumer that was offline reads everything it missed, once, in order,
+/// with the README's consumer-group example done in Rust (acknowledging each
+/// chunk at once rather than each entry):
 ///
 /// ```python
-/// r.xgroup_create("callcenter_stream", "dashboards", id="$", mkstream=True)
+/// r.xgroup_create("callcenter_stream", "crm", id="$", mkstream=True)
 /// while True:
-///     for stream, entries in r.xreadgroup("dashboards", "worker-1",
-///                                         {"callcenter_stream": ">"}, count=100, block=5000):
+///     for _stream, entries in r.xreadgroup("crm", "worker-1", {"callcenter_stream": ">"}, count=100, block=5000) or []:
 ///         for entry_id, fields in entries:
-///             handle(json.loads(fields[b"payload"]))
-///         r.xack(stream, "dashboards", *[entry_id for entry_id, _ in entries])
+///             handle(fields["event"], fields["payload"])
+///             r.xack("callcenter_stream", "crm", entry_id)
 /// ```
 #[test]
 fn a_consumer_group_reads_a_burst_it_missed_exactly_once_in_order() {
     const STREAM: &str = "callcenter_stream";
-    const GROUP: &str = "dashboards";
+    const GROUP: &str = "crm";
     const EVENTS: u64 = 1000;
     let t = harness::load_with_redis(&[("stream", STREAM)]);
     let mut con = t.redis.connection();
