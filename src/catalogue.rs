@@ -116,7 +116,12 @@ pub const ACTIONS: &[ActionDef] = &[
         carries_channel_data: true,
         ..def("member-queue-resume", "Member-Queue-Resume")
     },
-    def("member-queue-end", "Member-Queue-End"),
+    // Fired on the member's channel, often after it has hung up (CS_REPORTING),
+    // when its session can no longer be locked: the variables are in the event.
+    ActionDef {
+        carries_channel_data: true,
+        ..def("member-queue-end", "Member-Queue-End")
+    },
     def("members-count", "Members-Count"),
     def("bridge-agent-end", "Bridge-Agent-End"),
     def("bridge-agent-fail", "Bridge-Agent-Fail"),
@@ -239,7 +244,9 @@ impl Catalogue {
             .filter(|d| match &settings.selection {
                 Selection::Seed => d.in_seed,
                 Selection::All => !d.query_reply,
-                Selection::List(l) => l.iter().any(|a| a == d.action),
+                Selection::List(l) => l.iter().any(|a| {
+                    a == d.action || (a == "all" && !d.query_reply) || (a == "seed" && d.in_seed)
+                }),
             })
             .map(|d| {
                 let name = settings
@@ -263,6 +270,21 @@ impl Catalogue {
                         None => Vec::new(),
                     },
                 };
+                // The seed events keep their documented fields whatever is configured:
+                // their variables come first, configured ones after.
+                let mut vars = vars;
+                if let Some(layout) = d.seed_fields {
+                    let mut fixed: Vec<String> = layout
+                        .iter()
+                        .filter_map(|f| match f.source {
+                            SeedSource::Var(v) => Some(v.to_string()),
+                            SeedSource::Header(_) => None,
+                        })
+                        .collect();
+                    vars.retain(|v| !fixed.contains(v));
+                    fixed.append(&mut vars);
+                    vars = fixed;
+                }
                 Entry {
                     def: d,
                     name,

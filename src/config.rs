@@ -303,8 +303,9 @@ impl Settings {
                         "all" => Selection::All,
                         v => {
                             let actions = list(v);
-                            if let Some(bad) = actions.iter().find(|a| catalogue::find(a).is_none())
-                            {
+                            if let Some(bad) = actions.iter().find(|a| {
+                                catalogue::find(a).is_none() && *a != "all" && *a != "seed"
+                            }) {
                                 return Err(err(
                                     name,
                                     value,
@@ -427,6 +428,18 @@ mod tests {
         assert_eq!(s.reconnect_max, Duration::from_millis(900));
         assert_eq!(s.shutdown_flush, Duration::ZERO);
         assert_eq!(s.idle_ping, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn events_lists_may_start_from_all_or_seed() {
+        let s = parse(&[("events", "all,agent-status-get")])
+            .unwrap()
+            .settings;
+        let c = s.catalogue();
+        assert_eq!(c.entries.len(), 14);
+        assert!(c.lookup(b"agent-status-get").is_some());
+        let e = parse(&[("events", "seed,agent-bogus")]).unwrap_err();
+        assert!(e.to_string().contains("'agent-bogus'"), "{e}");
     }
 
     #[test]
