@@ -9,6 +9,12 @@
 //!     FREESWITCH_PREFIX=/usr/local/freeswitch cargo test --test freeswitch_e2e -- --nocapture
 //!
 //! CC_EVENTS_KEEP_E2E=1 keeps the temporary FreeSWITCH directory (config, log) for a look.
+//!
+//! Two scenarios, one FreeSWITCH at a time: the seed format with unload/load
+//! cycles and an in-place upgrade; and `events=all`, `format=envelope` with a
+//! stream: one call's lifecycle on Pub/Sub and in the stream, then
+//! `cc_events reload` twice while agent status changes flow (the second with
+//! Redis frozen, so that events are queued on both sides of it).
 
 mod harness;
 
@@ -49,9 +55,26 @@ fn write(path: PathBuf, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// cc_events.conf.xml pointing at the test Redis on `redis_port`, with `params` after it.
+fn cc_events_conf(redis_port: u16, params: &[(&str, &str)]) -> String {
+    let mut xml = format!(
+        r#"<configuration name="cc_events.conf" description="Call-center events to Redis">
+  <settings>
+    <param name="host" value="127.0.0.1"/>
+    <param name="port" value="{redis_port}"/>
+"#
+    );
+    for (name, value) in params {
+        xml.push_str(&format!("    <param name=\"{name}\" value=\"{value}\"/>\n"));
+    }
+    xml.push_str("  </settings>\n</configuration>\n");
+    xml
+}
+
 /// A minimal configuration: one queue, one callback agent that answers (null endpoint),
-/// a `queue` extension that sets the dialer's variables, the event socket on `esl_port`.
-fn write_config(conf: &Path, esl_port: u16, redis_port: u16, module: &Path) {
+/// a `queue` extension that sets the dialer's variables, the event socket on `esl_port`,
+/// and `cc_events` as cc_events.conf.xml.
+fn write_config(conf: &Path, esl_port: u16, module: &Path, cc_events: &str) {
     write(
         conf.join("freeswitch.xml"),
         r#"<?xml version="1.0"?>
@@ -143,19 +166,7 @@ fn write_config(conf: &Path, esl_port: u16, redis_port: u16, module: &Path) {
 </configuration>
 "#,
     );
-    write(
-        conf.join("autoload_configs/cc_events.conf.xml"),
-        &format!(
-            r#"<configuration name="cc_events.conf" description="Call-center events to Redis">
-  <settings>
-    <param name="host" value="127.0.0.1"/>
-    <param name="port" value="{redis_port}"/>
-    <param name="channel" value="callcenter_events"/>
-  </settings>
-</configuration>
-"#
-        ),
-    );
+    write(conf.join("autoload_configs/cc_events.conf.xml"), cc_events);
     write(
         conf.join("dialplan/default.xml"),
         r#"<include>
@@ -201,11 +212,106 @@ impl FreeSwitch {
 impl Drop for FreeSwitch {
     fn drop(&mut self) {
         if let Some(pid) = self.pid() {
-            if !wait_until(Duration::from_secs(20), || !self.alive()) {
+            if self.alive() {
+                // A test that failed before `fsctl shutdown`: ask it to stop.
                 // SAFETY: our own child FreeSWITCH, identified by its pid file.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            if !wait_until(Duration::from_secs(20), || !self.alive()) {
+                // SAFETY: as above.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
+    }
+}
+
+/// One FreeSWITCH at a time: the tests in this file share 2 cores with everything else.
+static ONE_FREESWITCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A FreeSWITCH started by `start_freeswitch`, with an event-socket client.
+struct Running {
+    esl: Esl,
+    fs: FreeSwitch,
+    base: PathBuf,
+    /// The module file FreeSWITCH loads (a copy of the built one).
+    module: PathBuf,
+    esl_port: u16,
+}
+
+impl Running {
+    fn log_path(&self) -> PathBuf {
+        self.base.join("log/freeswitch.log")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+}
+
+/// Writes the configuration (cc_events.conf.xml = `cc_events`), starts FreeSWITCH
+/// from FREESWITCH_PREFIX on loopback and connects to its event socket.
+fn start_freeswitch(tag: &str, cc_events: &str) -> Running {
+    let prefix = std::env::var_os("FREESWITCH_PREFIX")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .expect("FREESWITCH_PREFIX must name an installed FreeSWITCH 1.10");
+    let bin = prefix.join("bin/freeswitch");
+    assert!(bin.exists(), "{} not found", bin.display());
+    let mod_dir = modules_dir(&prefix).expect("no mod_callcenter.so under FREESWITCH_PREFIX");
+
+    let base = temp_dir(tag);
+    // FreeSWITCH derives the module table's symbol from the file name.
+    let module = base.join("mod_cc_events.so");
+    std::fs::copy(harness::core::module_path(), &module).unwrap();
+    let esl_port = free_port();
+    write_config(&base.join("conf"), esl_port, &module, cc_events);
+
+    let dir = |d: &str| {
+        let p = base.join(d);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    };
+    let mut cmd = Command::new(&bin);
+    cmd.args(["-nc", "-np", "-nonat"]);
+    for (flag, d) in [
+        ("-conf", "conf"),
+        ("-log", "log"),
+        ("-db", "db"),
+        ("-run", "run"),
+        ("-storage", "storage"),
+        ("-cache", "cache"),
+        ("-temp", "temp"),
+        ("-scripts", "scripts"),
+        ("-sounds", "sounds"),
+        ("-recordings", "recordings"),
+        ("-certs", "certs"),
+        ("-grammar", "grammar"),
+        ("-htdocs", "htdocs"),
+    ] {
+        cmd.arg(flag).arg(dir(d));
+    }
+    cmd.arg("-mod").arg(&mod_dir);
+    let status = cmd.status().expect("start freeswitch");
+    assert!(status.success(), "freeswitch -nc exited with {status}");
+    let fs = FreeSwitch {
+        run_dir: base.join("run"),
+    };
+
+    let mut esl = None;
+    assert!(
+        wait_until(WAIT, || {
+            esl = Esl::connect(esl_port, "ClueCon").ok();
+            esl.is_some()
+        }),
+        "FreeSWITCH's event socket did not come up; see {}",
+        base.join("log/freeswitch.log").display()
+    );
+    Running {
+        esl: esl.unwrap(),
+        fs,
+        base,
+        module,
+        esl_port,
     }
 }
 
@@ -254,64 +360,19 @@ fn json_fields(payload: &str, outer: &str) -> Vec<(String, String)> {
     ignore = "set FREESWITCH_PREFIX to an installed FreeSWITCH 1.10 to run this test"
 )]
 fn callcenter_events_reach_redis_from_a_real_freeswitch() {
-    let prefix = std::env::var_os("FREESWITCH_PREFIX")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .expect("FREESWITCH_PREFIX must name an installed FreeSWITCH 1.10");
-    let bin = prefix.join("bin/freeswitch");
-    assert!(bin.exists(), "{} not found", bin.display());
-    let mod_dir = modules_dir(&prefix).expect("no mod_callcenter.so under FREESWITCH_PREFIX");
-
+    let _one = ONE_FREESWITCH.lock().unwrap_or_else(|e| e.into_inner());
     let redis = RedisServer::start();
     let sub = Subscriber::new(&redis, "callcenter_events");
-    let base = temp_dir("freeswitch");
-    // FreeSWITCH derives the module table's symbol from the file name.
-    let module = base.join("mod_cc_events.so");
-    std::fs::copy(harness::core::module_path(), &module).unwrap();
-    let esl_port = free_port();
-    write_config(&base.join("conf"), esl_port, redis.port, &module);
-
-    let dir = |d: &str| {
-        let p = base.join(d);
-        std::fs::create_dir_all(&p).unwrap();
-        p
-    };
-    let mut cmd = Command::new(&bin);
-    cmd.args(["-nc", "-np", "-nonat"]);
-    for (flag, d) in [
-        ("-conf", "conf"),
-        ("-log", "log"),
-        ("-db", "db"),
-        ("-run", "run"),
-        ("-storage", "storage"),
-        ("-cache", "cache"),
-        ("-temp", "temp"),
-        ("-scripts", "scripts"),
-        ("-sounds", "sounds"),
-        ("-recordings", "recordings"),
-        ("-certs", "certs"),
-        ("-grammar", "grammar"),
-        ("-htdocs", "htdocs"),
-    ] {
-        cmd.arg(flag).arg(dir(d));
-    }
-    cmd.arg("-mod").arg(&mod_dir);
-    let status = cmd.status().expect("start freeswitch");
-    assert!(status.success(), "freeswitch -nc exited with {status}");
-    let fs = FreeSwitch {
-        run_dir: base.join("run"),
-    };
-
-    let mut esl = None;
-    assert!(
-        wait_until(WAIT, || {
-            esl = Esl::connect(esl_port, "ClueCon").ok();
-            esl.is_some()
-        }),
-        "FreeSWITCH's event socket did not come up; see {}",
-        base.join("log/freeswitch.log").display()
+    let Running {
+        mut esl,
+        fs,
+        base,
+        module,
+        esl_port,
+    } = start_freeswitch(
+        "freeswitch",
+        &cc_events_conf(redis.port, &[("channel", "callcenter_events")]),
     );
-    let mut esl = esl.unwrap();
     let log = || std::fs::read_to_string(base.join("log/freeswitch.log")).unwrap_or_default();
 
     // The module loaded and connected.
@@ -539,6 +600,588 @@ fn callcenter_events_reach_redis_from_a_real_freeswitch() {
         "no panic in {}",
         base.join("log/freeswitch.log").display()
     );
+    drop(fs);
+    if std::env::var_os("CC_EVENTS_KEEP_E2E").is_some() {
+        eprintln!("kept {}", base.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+}
+
+/// `cc_events status json`, parsed.
+fn status_json(esl: &mut Esl) -> serde_json::Value {
+    let out = esl.api("cc_events status json").unwrap();
+    serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("cc_events status json is not JSON ({e}): {out:?}"))
+}
+
+/// Parses one envelope and checks its shape: the required keys with their types,
+/// the optional ones as strings, `data` an object. Returns it.
+fn envelope(payload: &str) -> serde_json::Value {
+    let v: serde_json::Value =
+        serde_json::from_str(payload).unwrap_or_else(|e| panic!("not JSON ({e}): {payload}"));
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {payload}"));
+    for key in ["event", "action", "host", "core_uuid"] {
+        assert!(
+            obj.get(key)
+                .is_some_and(|x| x.as_str().is_some_and(|s| !s.is_empty())),
+            "{key} must be a non-empty string: {payload}"
+        );
+    }
+    for key in ["timestamp", "sequence"] {
+        assert!(
+            obj.get(key).is_some_and(serde_json::Value::is_u64),
+            "{key} must be an integer: {payload}"
+        );
+    }
+    for key in ["queue", "agent", "member_uuid"] {
+        assert!(
+            obj.get(key).is_none_or(serde_json::Value::is_string),
+            "{key}, when present, must be a string: {payload}"
+        );
+    }
+    assert!(
+        obj.get("data").is_some_and(serde_json::Value::is_object),
+        "data must be an object: {payload}"
+    );
+    let known = [
+        "event",
+        "action",
+        "timestamp",
+        "sequence",
+        "host",
+        "core_uuid",
+        "queue",
+        "agent",
+        "member_uuid",
+        "data",
+    ];
+    assert!(
+        obj.keys().all(|k| known.contains(&k.as_str())),
+        "unknown key in {payload}"
+    );
+    // The timestamp is Event-Date-Timestamp: microseconds, and recent.
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let ts = v["timestamp"].as_u64().unwrap();
+    assert!(
+        ts <= now_us + 1_000_000 && ts + 600_000_000 > now_us,
+        "timestamp {ts} is not microseconds of the last minutes (now {now_us}): {payload}"
+    );
+    v
+}
+
+/// Messages from a subscriber, kept in arrival order.
+struct Feed<'a> {
+    sub: &'a Subscriber,
+    got: Vec<String>,
+}
+
+impl<'a> Feed<'a> {
+    fn new(sub: &'a Subscriber) -> Self {
+        Feed {
+            sub,
+            got: Vec::new(),
+        }
+    }
+
+    fn pump(&mut self) -> usize {
+        self.got.extend(self.sub.drain());
+        self.got.len()
+    }
+
+    /// Waits (bounded) for a message from index `from` on that satisfies `pred`; its index.
+    fn wait_for(
+        &mut self,
+        from: usize,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> usize {
+        let mut found = None;
+        let ok = wait_until(WAIT, || {
+            self.pump();
+            found = self.got[from.min(self.got.len())..]
+                .iter()
+                .position(|m| serde_json::from_str(m).is_ok_and(|v| pred(&v)))
+                .map(|i| i + from);
+            found.is_some()
+        });
+        assert!(
+            ok,
+            "no {what} within {WAIT:?}; {} messages:\n{}",
+            self.got.len(),
+            self.got.join("\n")
+        );
+        found.unwrap()
+    }
+}
+
+/// One XRANGE entry: id and fields in order.
+type StreamEntry = (String, Vec<(String, String)>);
+
+fn xrange(conn: &mut redis::Connection, key: &str) -> Vec<StreamEntry> {
+    let raw: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .query(conn)
+        .unwrap();
+    raw.into_iter()
+        .map(|(id, flat)| {
+            assert!(flat.len() % 2 == 0, "odd field list in {id}");
+            let pairs = flat
+                .chunks(2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .collect();
+            (id, pairs)
+        })
+        .collect()
+}
+
+fn xlen(conn: &mut redis::Connection, key: &str) -> usize {
+    redis::cmd("XLEN").arg(key).query(conn).unwrap()
+}
+
+/// Waits until the module has nothing in flight and every event it published is
+/// both in the stream and at the subscribers (the stream's length equals what the
+/// subscribers hold), then returns that settled state: the status and the stream.
+fn quiesce(
+    esl: &mut Esl,
+    conn: &mut redis::Connection,
+    feeds: &mut [&mut Feed],
+) -> (serde_json::Value, Vec<StreamEntry>) {
+    let end = std::time::Instant::now() + WAIT;
+    loop {
+        let mut last = String::new();
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        let ok = wait_until(left, || {
+            let st = status_json(esl);
+            let xl = xlen(conn, "callcenter_stream");
+            let held: usize = feeds.iter_mut().map(|f| f.pump()).sum();
+            last = format!("{st} XLEN {xl} subscribers {held}");
+            st["queued"] == 0 && st["received"] == st["published"] && xl == held
+        });
+        assert!(ok, "not settled within {WAIT:?}: {last}");
+        // Confirm with the full picture; an event fired meanwhile means try again.
+        let st = status_json(esl);
+        let stream = xrange(conn, "callcenter_stream");
+        let held: usize = feeds.iter_mut().map(|f| f.pump()).sum();
+        if st["queued"] == 0 && st["published"] == stream.len() as u64 && stream.len() == held {
+            return (st, stream);
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(freeswitch_prefix),
+    ignore = "set FREESWITCH_PREFIX to an installed FreeSWITCH 1.10 to run this test"
+)]
+fn envelope_stream_and_reload_in_a_real_freeswitch() {
+    let _one = ONE_FREESWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    let t0 = std::time::Instant::now();
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    // Subscribed before FreeSWITCH starts: every published event reaches it.
+    let sub_events = Subscriber::new(&redis, "callcenter_events");
+    let sub_after = Subscriber::new(&redis, "cc_after");
+    let sub_third = Subscriber::new(&redis, "cc_third");
+    let settings = |channel: &str| {
+        cc_events_conf(
+            redis.port,
+            &[
+                ("channel", channel),
+                ("events", "all"),
+                ("format", "envelope"),
+                ("stream", "callcenter_stream"),
+                // The test freezes Redis for a moment: no reconnect meanwhile.
+                ("io-timeout-ms", "10000"),
+            ],
+        )
+    };
+    let mut fs = start_freeswitch("freeswitch-feed", &settings("callcenter_events"));
+    let esl = &mut fs.esl;
+    assert!(
+        wait_until(WAIT, || status_json(esl)["connected"] == true),
+        "{}",
+        status_json(esl)
+    );
+    let st = status_json(esl);
+    assert_eq!(st["format"], "envelope", "{st}");
+    assert_eq!(st["channel"], "callcenter_events", "{st}");
+    assert_eq!(st["stream"], "callcenter_stream", "{st}");
+    eprintln!(
+        "FreeSWITCH up and the module connected after {:?}",
+        t0.elapsed()
+    );
+
+    // --- One call's lifecycle -------------------------------------------------
+    let mut events = Feed::new(&sub_events);
+    let out = esl
+        .api("callcenter_config agent set status tenant-1@areski Available")
+        .unwrap();
+    assert!(out.starts_with("+OK"), "{out}");
+    let t_call = std::time::Instant::now();
+    let out = esl
+        .api("originate {origination_caller_id_number=34650110022,origination_caller_id_name='Outbound Call'}loopback/queue/default &park")
+        .unwrap();
+    assert!(out.starts_with("+OK"), "{out}");
+    let i = events.wait_for(0, "bridge-agent-start", |v| {
+        v["action"] == "bridge-agent-start"
+    });
+    let connected = envelope(&events.got[i]);
+    let member_uuid = connected["member_uuid"].as_str().unwrap().to_owned();
+    let member_session = connected["data"]["CC_Member_Session_UUID"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no CC_Member_Session_UUID: {connected}"))
+        .to_owned();
+    eprintln!(
+        "Connected-Call-Agent {:?} after the originate (member {member_uuid}, session {member_session})",
+        t_call.elapsed()
+    );
+    // bridge-agent-start fires before mod_callcenter bridges the two legs, and
+    // it only counts the call as bridged once it has seen the agent's leg
+    // bridged: a caller gone before then ends the call with neither a bridged
+    // bridge-agent-end nor member-queue-end. It then sets the agent's state
+    // to "In a queue call" (agent-state-change): hang up after that.
+    let j = events.wait_for(i, "agent-state-change In a queue call", |v| {
+        v["action"] == "agent-state-change" && v["data"]["CC_Agent_State"] == "In a queue call"
+    });
+    eprintln!(
+        "agent In a queue call {:?} after the originate; hanging up the caller",
+        t_call.elapsed()
+    );
+    let out = esl.api(&format!("uuid_kill {member_session}")).unwrap();
+    assert!(out.starts_with("+OK"), "uuid_kill: {out}");
+    events.wait_for(j, "member-queue-end of the call", |v| {
+        v["action"] == "member-queue-end" && v["member_uuid"] == member_uuid.as_str()
+    });
+    eprintln!(
+        "call's lifecycle done {:?} after the originate",
+        t_call.elapsed()
+    );
+    let (_, stream) = quiesce(esl, &mut conn, &mut [&mut events]);
+
+    let pubsub: Vec<serde_json::Value> = events.got.iter().map(|m| envelope(m)).collect();
+    let core_uuid = pubsub[0]["core_uuid"].clone();
+    assert!(
+        pubsub.iter().all(|v| v["core_uuid"] == core_uuid),
+        "one FreeSWITCH, one core_uuid"
+    );
+    let lifecycle = [
+        ("member-queue-start", "Member-Queue-Start"),
+        ("agent-offering", "Offering-Call-Agent"),
+        ("bridge-agent-start", "Connected-Call-Agent"),
+        ("bridge-agent-end", "Bridge-Agent-End"),
+        ("member-queue-end", "Member-Queue-End"),
+    ];
+    let mut seqs = Vec::new();
+    for (action, name) in lifecycle {
+        let of_call: Vec<&serde_json::Value> = pubsub
+            .iter()
+            .filter(|v| v["action"] == action && v["member_uuid"] == member_uuid.as_str())
+            .collect();
+        assert_eq!(
+            of_call.len(),
+            1,
+            "{action} for member {member_uuid} on callcenter_events: {of_call:?}"
+        );
+        let v = of_call[0];
+        assert_eq!(v["event"], name, "{v}");
+        assert_eq!(v["queue"], "tenant-1@areski-queue", "{v}");
+        if !matches!(action, "agent-offering" | "bridge-agent-start") {
+            // Every CC-* header (the seed's two keep exactly the seed's fields).
+            assert_eq!(v["data"]["CC_Action"], action, "{v}");
+            assert_eq!(v["data"]["CC_Member_UUID"], member_uuid.as_str(), "{v}");
+        }
+        if action != "member-queue-start" {
+            assert_eq!(v["agent"], "tenant-1@areski", "{v}");
+        }
+        seqs.push(v["sequence"].as_u64().unwrap());
+    }
+    eprintln!(
+        "lifecycle Event-Sequence: {}",
+        lifecycle
+            .iter()
+            .zip(&seqs)
+            .map(|((a, _), s)| format!("{a} {s}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "the lifecycle's Event-Sequence must increase strictly in the order {lifecycle:?}: {seqs:?}"
+    );
+    let by_action = |action: &str| {
+        pubsub
+            .iter()
+            .find(|v| v["action"] == action && v["member_uuid"] == member_uuid.as_str())
+            .unwrap()
+    };
+    for action in ["agent-offering", "bridge-agent-start"] {
+        let data = by_action(action)["data"].as_object().unwrap();
+        let mut keys: Vec<&str> = data.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut want = SEED_FIELDS.to_vec();
+        want.sort_unstable();
+        assert_eq!(keys, want, "{action}: {}", by_action(action));
+        assert_eq!(data["callrequest_id"], "276547");
+        assert_eq!(data["campaign_id"], "295");
+        assert_eq!(data["CC_Member_UUID"], member_uuid.as_str());
+    }
+    let end = &by_action("bridge-agent-end")["data"];
+    assert!(end["CC_Hangup_Cause"].is_string(), "{end}");
+    assert_eq!(end["CC_Agent_Bridged"], "true", "{end}");
+    assert!(end["CC_Bridge_Terminated_Time"].is_u64(), "{end}");
+    assert_eq!(
+        by_action("member-queue-end")["data"]["CC_Cause"],
+        "Terminated"
+    );
+
+    // The stream holds the same events: same payloads, same order, and fields that agree.
+    assert_eq!(stream.len(), events.got.len());
+    for ((id, fields), (payload, v)) in stream.iter().zip(events.got.iter().zip(&pubsub)) {
+        let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["event", "action", "sequence", "core_uuid", "payload"],
+            "{id}"
+        );
+        let get = |k: &str| fields.iter().find(|(n, _)| n == k).unwrap().1.as_str();
+        assert_eq!(get("payload"), payload, "stream entry {id} vs Pub/Sub");
+        assert_eq!(get("event"), v["event"], "{id}");
+        assert_eq!(get("action"), v["action"], "{id}");
+        assert_eq!(get("sequence"), v["sequence"].to_string(), "{id}");
+        assert_eq!(get("core_uuid"), v["core_uuid"], "{id}");
+    }
+    eprintln!(
+        "{} events on callcenter_events and in callcenter_stream, identical; the call's five in Event-Sequence order",
+        stream.len()
+    );
+
+    // --- cc_events reload while agent status changes flow ---------------------
+    // Two reloads while another event-socket client keeps changing the agent's
+    // status: callcenter_events -> cc_after with Redis answering, then
+    // cc_after -> cc_third with Redis frozen, so that events captured before
+    // the reload are still queued when it runs and more queue up after it.
+    let mark = events.got.len();
+    let mut after = Feed::new(&sub_after);
+    let mut third = Feed::new(&sub_third);
+    let fired = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let toggler = {
+        let (fired, stop) = (fired.clone(), stop.clone());
+        let mut esl2 = Esl::connect(fs.esl_port, "ClueCon").unwrap();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let n = fired.load(std::sync::atomic::Ordering::SeqCst);
+                let status = if n % 2 == 0 {
+                    "'On Break'"
+                } else {
+                    "Available"
+                };
+                let out = esl2
+                    .api(&format!(
+                        "callcenter_config agent set status tenant-1@areski {status}"
+                    ))
+                    .unwrap();
+                assert!(out.starts_with("+OK"), "{out}");
+                fired.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    let count = || fired.load(std::sync::atomic::Ordering::SeqCst);
+    let conf_file = fs.base.join("conf/autoload_configs/cc_events.conf.xml");
+    let reload = |esl: &mut Esl, channel: &str| -> (String, std::time::Duration) {
+        std::fs::write(&conf_file, settings(channel)).unwrap();
+        let out = esl.api("reloadxml").unwrap();
+        assert!(out.starts_with("+OK"), "reloadxml: {out}");
+        let t = std::time::Instant::now();
+        let reply = esl.api("cc_events reload").unwrap();
+        let took = t.elapsed();
+        assert!(reply.starts_with("+OK reloaded"), "{reply}");
+        assert!(reply.contains(&format!("channel '{channel}'")), "{reply}");
+        assert!(reply.contains("connection settings unchanged"), "{reply}");
+        (reply, took)
+    };
+    assert!(
+        wait_until(WAIT, || count() >= 50),
+        "status changes are not flowing"
+    );
+
+    let at_first = count();
+    let (reply, first_took) = reload(esl, "cc_after");
+    eprintln!(
+        "fs_cli> cc_events reload ({first_took:?}, {at_first} status changes fired before it)\n{reply}"
+    );
+    // Keep firing until the new channel has been seen carrying them.
+    after.wait_for(0, "status change on cc_after", |v| {
+        v["action"] == "agent-status-change"
+    });
+    assert!(
+        wait_until(WAIT, || count() >= at_first + 50),
+        "status changes stopped flowing after the reload"
+    );
+
+    // Redis frozen: what the module captures stays queued (io-timeout-ms is
+    // 10 s, so the worker waits for Redis rather than reconnecting).
+    redis.pause();
+    let queued = |esl: &mut Esl| status_json(esl)["queued"].as_u64().unwrap();
+    let frozen = std::time::Instant::now();
+    assert!(
+        wait_until(WAIT, || queued(esl) >= 20),
+        "events do not queue while Redis is frozen: {}",
+        status_json(esl)
+    );
+    let at_second = count();
+    let (reply, second_took) = reload(esl, "cc_third");
+    eprintln!(
+        "fs_cli> cc_events reload, Redis frozen ({second_took:?}, {at_second} status changes fired before it)\n{reply}"
+    );
+    let held: u64 = reply
+        .lines()
+        .nth(1)
+        .and_then(|l| {
+            l.strip_suffix(
+                " events already queued are published with the settings they were captured with",
+            )
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of queued events in {reply}"));
+    assert!(held >= 20, "{held} events queued at the reload: {reply}");
+    assert!(
+        wait_until(WAIT, || count() >= at_second + 20
+            && queued(esl) >= held + 20),
+        "events captured after the reload do not queue: {}",
+        status_json(esl)
+    );
+    redis.resume();
+    let frozen_for = frozen.elapsed();
+    third.wait_for(0, "status change on cc_third", |v| {
+        v["action"] == "agent-status-change"
+    });
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    toggler.join().expect("toggler");
+    let fired = count();
+    // A last change through the same path; when it is in, everything before it is.
+    let out = esl
+        .api("callcenter_config agent set status tenant-1@areski 'Logged Out'")
+        .unwrap();
+    assert!(out.starts_with("+OK"), "{out}");
+    third.wait_for(0, "the closing Logged Out on cc_third", |v| {
+        v["action"] == "agent-status-change" && v["data"]["CC_Agent_Status"] == "Logged Out"
+    });
+    let (st, stream) = quiesce(esl, &mut conn, &mut [&mut events, &mut after, &mut third]);
+
+    let toggles = |msgs: &[String]| -> Vec<u64> {
+        msgs.iter()
+            .map(|m| envelope(m))
+            .filter(|v| {
+                v["action"] == "agent-status-change"
+                    && (v["data"]["CC_Agent_Status"] == "Available"
+                        || v["data"]["CC_Agent_Status"] == "On Break")
+            })
+            .map(|v| v["sequence"].as_u64().unwrap())
+            .collect()
+    };
+    let phases = [
+        ("callcenter_events", toggles(&events.got[mark..])),
+        ("cc_after", toggles(&after.got)),
+        ("cc_third", toggles(&third.got)),
+    ];
+    eprintln!(
+        "status changes fired: {fired}; arrived on {}; Redis frozen for {frozen_for:?} with {held} queued at the second reload",
+        phases
+            .iter()
+            .map(|(c, s)| format!("{c}: {}", s.len()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut all: Vec<u64> = phases.iter().flat_map(|(_, s)| s.iter().copied()).collect();
+    let arrived = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        arrived,
+        "an Event-Sequence arrived twice across the channels"
+    );
+    assert_eq!(
+        arrived, fired as usize,
+        "status changes lost or duplicated across the reloads"
+    );
+    for (channel, seqs) in &phases {
+        assert!(!seqs.is_empty(), "{channel} carried none");
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "{channel}: Event-Sequence out of order"
+        );
+    }
+    for w in phases.windows(2) {
+        let (old_max, new_min) = (*w[0].1.last().unwrap(), w[1].1[0]);
+        assert!(
+            old_max < new_min,
+            "a clean cut: every status change on {} precedes every one on {} (up to {old_max}, from {new_min})",
+            w[0].0,
+            w[1].0
+        );
+    }
+    // The stream, unchanged by the reloads, holds the three channels' events in order.
+    let tail: Vec<&str> = stream[mark..]
+        .iter()
+        .map(|(_, f)| f.iter().find(|(n, _)| n == "payload").unwrap().1.as_str())
+        .collect();
+    let want: Vec<&str> = events.got[mark..]
+        .iter()
+        .chain(&after.got)
+        .chain(&third.got)
+        .map(String::as_str)
+        .collect();
+    assert_eq!(tail.len(), want.len(), "stream entries since the call");
+    assert!(
+        tail == want,
+        "the stream holds the first channel's events, then the second's, then the third's, in order"
+    );
+
+    eprintln!("fs_cli> cc_events status json\n{st}");
+    assert_eq!(st["channel"], "cc_third", "{st}");
+    assert_eq!(st["stream"], "callcenter_stream", "{st}");
+    assert_eq!(st["format"], "envelope", "{st}");
+    assert_eq!(st["connected"], true, "{st}");
+    assert_eq!(st["dropped"], 0, "{st}");
+    assert_eq!(st["reconnects"], 0, "the reloads kept the connection: {st}");
+    assert_eq!(st["published"], stream.len() as u64, "{st}");
+    let status_changes = stream
+        .iter()
+        .filter(|(_, f)| {
+            f.iter()
+                .any(|(n, v)| n == "action" && v == "agent-status-change")
+        })
+        .count() as u64;
+    assert_eq!(
+        st["published_by_event"]["Agent-Status-Change"], status_changes,
+        "{st}"
+    );
+
+    let _ = esl.api("fsctl shutdown");
+    assert!(
+        wait_until(WAIT, || !fs.fs.alive()),
+        "FreeSWITCH did not shut down"
+    );
+    let log = fs.log();
+    assert!(log.contains("mod_cc_events stopped:"), "shutdown ran");
+    assert!(log.contains("cc_events reload: "), "the reload was logged");
+    assert!(
+        !log.contains("panic"),
+        "no panic in {}",
+        fs.log_path().display()
+    );
+    eprintln!("the whole scenario took {:?}", t0.elapsed());
+    let base = fs.base.clone();
     drop(fs);
     if std::env::var_os("CC_EVENTS_KEEP_E2E").is_some() {
         eprintln!("kept {}", base.display());
