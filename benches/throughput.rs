@@ -7,6 +7,9 @@
 //! Prints the callback's cost on the firing thread, end-to-end throughput and
 //! latency, memory with a full queue, and the same run's reference: redis-benchmark
 //! PUBLISHing the same payload on the same channel to the same subscriber.
+//! Then the same module with `events=all` (every action published, seed format)
+//! and with `format=envelope` plus a stream: the callback's cost for each action,
+//! and throughput with the stream against redis-benchmark running the same XADD.
 //! The last line is `summary: key=value ...` for scripts.
 
 #[path = "../tests/harness/mod.rs"]
@@ -23,11 +26,19 @@ use std::time::{Duration, Instant};
 use harness::core::{self, LoadedModule, OwnedEvent};
 use harness::fixtures;
 use harness::redis::{free_port, wait_until, RedisServer};
+use mod_cc_events::catalogue::{self, Catalogue, EventSettings};
 
 const CHANNEL: &str = "callcenter_events";
+/// The stream of the envelope mode, and its cap (the module's default, written out).
+const STREAM: &str = "callcenter_stream";
+const STREAM_MAXLEN: u64 = 100_000;
+/// The pipeline depth of the main reference.
+const P64: usize = 64;
 
 struct Sizes {
     callback_events: usize,
+    /// Calls per action and thread count in the `events=all` and envelope modes.
+    action_callback_events: usize,
     throughput_events: usize,
     rounds: usize,
     latency_secs: f64,
@@ -212,33 +223,91 @@ fn fixture(file: &str) -> OwnedEvent {
         .event()
 }
 
+/// What the firing threads went through while they were timed
+/// (`getrusage(RUSAGE_THREAD)`, summed over the threads).
+#[derive(Clone, Copy, Default)]
+struct Interruptions {
+    /// Voluntary context switches: the thread blocked (a lock, a futex).
+    waits: u64,
+    /// Involuntary context switches: the scheduler gave the core to another thread.
+    preempted: u64,
+    /// Page faults (minor and major).
+    faults: u64,
+}
+
+impl Interruptions {
+    fn now() -> Interruptions {
+        // SAFETY: rusage is plain data; getrusage fills it.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: RUSAGE_THREAD on the calling thread, into a valid rusage.
+        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+        Interruptions {
+            waits: u.ru_nvcsw as u64,
+            preempted: u.ru_nivcsw as u64,
+            faults: (u.ru_minflt + u.ru_majflt) as u64,
+        }
+    }
+
+    fn since(self, before: Interruptions) -> Interruptions {
+        Interruptions {
+            waits: self.waits - before.waits,
+            preempted: self.preempted - before.preempted,
+            faults: self.faults - before.faults,
+        }
+    }
+
+    fn add(self, o: Interruptions) -> Interruptions {
+        Interruptions {
+            waits: self.waits + o.waits,
+            preempted: self.preempted + o.preempted,
+            faults: self.faults + o.faults,
+        }
+    }
+}
+
+impl std::fmt::Display for Interruptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "waits {} preempted {} faults {}",
+            self.waits, self.preempted, self.faults
+        )
+    }
+}
+
 /// Calls the bound callback directly on `n` copies of `ev`, from `threads`
-/// threads at once, and returns each call's nanoseconds, sorted.
-fn time_callback(ev: &OwnedEvent, n: usize, threads: usize) -> Vec<u64> {
+/// threads at once, and returns each call's nanoseconds, sorted, and what
+/// interrupted the firing threads meanwhile.
+fn time_callback(ev: &OwnedEvent, n: usize, threads: usize) -> (Vec<u64>, Interruptions) {
     let (cb, user_data) = core::first_binding().expect("module bound");
     let handles: Vec<_> = (0..threads)
         .map(|_| {
             let mut ev = ev.clone();
             std::thread::spawn(move || {
                 let per = n / threads;
-                let mut times = Vec::with_capacity(per);
+                // Written before the clock starts, so recording a time never faults.
+                let mut times = vec![1u64; per];
                 let p = ev.as_delivered(user_data);
-                for _ in 0..per {
+                let before = Interruptions::now();
+                for slot in times.iter_mut() {
                     let t = Instant::now();
                     // SAFETY: the module is loaded and bound; p is a valid event.
                     unsafe { cb(p) };
-                    times.push(t.elapsed().as_nanos() as u64);
+                    *slot = t.elapsed().as_nanos() as u64;
                 }
-                times
+                (times, Interruptions::now().since(before))
             })
         })
         .collect();
-    let mut all: Vec<u64> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let mut all = Vec::with_capacity(n);
+    let mut usage = Interruptions::default();
+    for h in handles {
+        let (times, u) = h.join().unwrap();
+        all.extend(times);
+        usage = usage.add(u);
+    }
     all.sort_unstable();
-    all
+    (all, usage)
 }
 
 fn timer_overhead_ns() -> u64 {
@@ -253,11 +322,12 @@ fn timer_overhead_ns() -> u64 {
     percentile(&v, 0.5)
 }
 
-fn redis_benchmark(port: u16, pipeline: usize, n: usize, payload: &str) -> f64 {
+/// `redis-benchmark -c 1 -P <pipeline> -n <n> <command...>` against `port`; its requests/s.
+/// The command's words go to it as separate arguments: no shell, no quoting.
+fn redis_benchmark(port: u16, pipeline: usize, n: usize, command: &[String]) -> f64 {
     let out = Command::new("redis-benchmark")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-c", "1"])
-        .args(["-P", &pipeline.to_string(), "-n", &n.to_string(), "--csv"])
-        .args(["PUBLISH", CHANNEL, payload])
+        .args(benchmark_args(port, pipeline, n))
+        .args(command)
         .output()
         .expect("redis-benchmark (Debian package redis-tools)");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -268,6 +338,49 @@ fn redis_benchmark(port: u16, pipeline: usize, n: usize, payload: &str) -> f64 {
         .get(6)
         .and_then(|f| f.trim_matches('"').parse().ok())
         .unwrap_or_else(|| panic!("cannot read redis-benchmark output: {text}"))
+}
+
+fn benchmark_args(port: u16, pipeline: usize, n: usize) -> Vec<String> {
+    [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-c",
+        "1",
+        "-P",
+        &pipeline.to_string(),
+        "-n",
+        &n.to_string(),
+        "--csv",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect()
+}
+
+/// How many commands redis-benchmark really sends for `-n n -P pipeline`:
+/// it sends whole pipelines, so `-n 20000 -P 64` sends 20032.
+fn benchmark_sends(n: usize, pipeline: usize) -> u64 {
+    (n.div_ceil(pipeline) * pipeline) as u64
+}
+
+/// The reference's command line as a shell would take it, to copy and rerun.
+fn shell_line(port: u16, pipeline: usize, n: usize, command: &[String]) -> String {
+    fn quote(a: &str) -> String {
+        let plain = |c: char| c.is_ascii_alphanumeric() || "-_.:@/=".contains(c);
+        if !a.is_empty() && a.chars().all(plain) {
+            a.to_string()
+        } else {
+            format!("'{}'", a.replace('\'', "'\\''"))
+        }
+    }
+    std::iter::once("redis-benchmark".to_string())
+        .chain(benchmark_args(port, pipeline, n))
+        .chain(command.iter().cloned())
+        .map(|a| quote(&a))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn machine() -> String {
@@ -286,6 +399,205 @@ fn machine() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     format!("{cpu}, {cores} cores; {redis}")
+}
+
+// ------------------------------------------------------------------ stream
+
+/// Watches the benchmark's stream on its own connection.
+struct StreamWatch {
+    con: redis::Connection,
+}
+
+impl StreamWatch {
+    fn new(redis: &RedisServer) -> StreamWatch {
+        StreamWatch {
+            con: redis.connection(),
+        }
+    }
+
+    /// Entries ever appended to the stream (`XINFO STREAM`'s `entries-added`,
+    /// Redis 7.0+): unlike `XLEN`, it keeps counting once `MAXLEN ~` trims.
+    fn added(&mut self) -> u64 {
+        let Ok(redis::Value::Array(info)) = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(STREAM)
+            .query::<redis::Value>(&mut self.con)
+        else {
+            return 0; // no stream yet
+        };
+        info.chunks(2)
+            .find_map(|kv| match kv {
+                [redis::Value::BulkString(k), redis::Value::Int(n)] if k == b"entries-added" => {
+                    Some(*n as u64)
+                }
+                _ => None,
+            })
+            .expect("XINFO STREAM without entries-added: this benchmark needs Redis 7.0 or later")
+    }
+
+    fn len(&mut self) -> u64 {
+        redis::cmd("XLEN").arg(STREAM).query(&mut self.con).unwrap()
+    }
+
+    /// The newest entry's fields, in the order they were written.
+    fn last_fields(&mut self) -> Vec<String> {
+        let raw: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+            .arg(STREAM)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query(&mut self.con)
+            .unwrap();
+        raw.into_iter().next().expect("an entry").1
+    }
+}
+
+/// Waits until the subscriber has `want` messages and, with a stream, the
+/// stream has had `want_added` entries appended.
+fn wait_delivered(
+    sub: &FastSubscriber,
+    want: u64,
+    stream: Option<(&mut StreamWatch, u64)>,
+    limit: Duration,
+) -> bool {
+    let end = Instant::now() + limit;
+    if !wait_until(limit, || sub.count() >= want) {
+        return false;
+    }
+    match stream {
+        Some((watch, want_added)) => {
+            wait_until(end.saturating_duration_since(Instant::now()), || {
+                watch.added() >= want_added
+            })
+        }
+        None => true,
+    }
+}
+
+// ------------------------------------------------------------------ per-action modes
+
+/// One published event of each action `events=all` publishes: for each, the
+/// captured fixture with the most headers (the longest walk and copy).
+fn action_fixtures() -> Vec<(&'static catalogue::ActionDef, fixtures::Fixture)> {
+    let mut all: Vec<Option<fixtures::Fixture>> =
+        fixtures::events().into_iter().map(Some).collect();
+    catalogue::ACTIONS
+        .iter()
+        .filter(|a| !a.query_reply)
+        .map(|a| {
+            let of_action =
+                |f: &fixtures::Fixture| f.header("CC-Action").as_deref() == Some(a.action);
+            // The most headers; the first such one.
+            let i = (0..all.len())
+                .filter(|&i| all[i].as_ref().is_some_and(of_action))
+                .max_by_key(|&i| (all[i].as_ref().unwrap().headers.len(), std::cmp::Reverse(i)))
+                .unwrap_or_else(|| panic!("no fixture for {}", a.action));
+            (a, all[i].take().unwrap())
+        })
+        .collect()
+}
+
+/// p50, p99, max of one timing.
+type Cost = (u64, u64, u64);
+
+fn cost(t: &[u64]) -> Cost {
+    (percentile(t, 0.5), percentile(t, 0.99), *t.last().unwrap())
+}
+
+/// The worst p50 and the worst p99 over the actions, with the actions they came from.
+struct Worst {
+    p50: (u64, &'static str),
+    p99: (u64, &'static str),
+}
+
+impl Worst {
+    fn of<'a>(costs: impl Iterator<Item = (&'static str, &'a Cost)>) -> Worst {
+        let mut w = Worst {
+            p50: (0, ""),
+            p99: (0, ""),
+        };
+        for (action, c) in costs {
+            if c.0 > w.p50.0 {
+                w.p50 = (c.0, action);
+            }
+            if c.1 > w.p99.0 {
+                w.p99 = (c.1, action);
+            }
+        }
+        w
+    }
+}
+
+/// The callback's cost for a published event of each action, 1 and 4 threads,
+/// with the worker draining (and, with a stream, appending) behind it.
+/// Returns the worst of 1 thread and of 4 threads.
+fn action_callbacks(
+    title: &str,
+    n: usize,
+    sub: &FastSubscriber,
+    mut stream: Option<&mut StreamWatch>,
+) -> (Worst, Worst) {
+    println!("callback cost on the firing thread, {title}: a published event of each action (ns per event, timer overhead included; waits/preempted/faults: the firing threads' voluntary and involuntary context switches and page faults during the timed calls):");
+    let dropped_before = status_value("dropped");
+    let mut rows: Vec<(&'static str, Cost, Cost)> = Vec::new();
+    for (def, fx) in action_fixtures() {
+        let ev = fx.event();
+        let mut per_threads = [(0, 0, 0); 2];
+        let mut usages = [Interruptions::default(); 2];
+        for (slot, threads) in [1, 4].into_iter().enumerate() {
+            let before = sub.count();
+            let added = stream.as_mut().map(|w| w.added());
+            let (t, usage) = time_callback(&ev, n, threads);
+            let want = t.len() as u64;
+            let s = stream.as_mut().map(|w| (&mut **w, added.unwrap() + want));
+            assert!(
+                wait_delivered(sub, before + want, s, Duration::from_secs(120)),
+                "{}: not all delivered",
+                def.action
+            );
+            per_threads[slot] = cost(&t);
+            usages[slot] = usage;
+        }
+        let [c1, c4] = per_threads;
+        let lookup = if def.seed_fields == Some(catalogue::CALL_FIELDS) {
+            " + member lookup"
+        } else {
+            ""
+        };
+        let label = format!("{} ({} headers{lookup})", def.action, fx.headers.len());
+        println!(
+            "  {label:<50} 1 thread: p50 {:>6}  p99 {:>6}  max {:>8} | 4 threads: p50 {:>6}  p99 {:>6}  max {:>8} | 1 thread {}; 4 threads {}",
+            c1.0, c1.1, c1.2, c4.0, c4.1, c4.2, usages[0], usages[1]
+        );
+        rows.push((def.action, c1, c4));
+    }
+    assert_eq!(status_value("dropped"), dropped_before, "nothing dropped");
+    let w1 = Worst::of(rows.iter().map(|(a, c, _)| (*a, c)));
+    let w4 = Worst::of(rows.iter().map(|(a, _, c)| (*a, c)));
+    println!(
+        "  worst over the actions: 1 thread p50 {} ({}), p99 {} ({}); 4 threads p50 {} ({}), p99 {} ({})",
+        w1.p50.0, w1.p50.1, w1.p99.0, w1.p99.1, w4.p50.0, w4.p50.1, w4.p99.0, w4.p99.1
+    );
+    (w1, w4)
+}
+
+/// Loads the module with these params (Redis on `port`, a queue that never
+/// fills) and waits until it is connected.
+fn load_connected(port: u16, params: &[(&str, &str)]) -> LoadedModule {
+    let mut all = vec![("queue-size", "1000000")];
+    all.extend_from_slice(params);
+    harness::config_for(port, &all);
+    // New calls for each mode: a session's pool keeps every variable copy until it ends.
+    fixtures::add_member_sessions();
+    let module = LoadedModule::load().expect("load");
+    assert!(wait_until(Duration::from_secs(10), || core::api(
+        "cc_events",
+        "status"
+    )
+    .unwrap()
+    .contains("redis:      connected")));
+    module
 }
 
 // ------------------------------------------------------------------ sections
@@ -320,7 +632,8 @@ fn memory_section(sizes: &Sizes) {
     .map(|h| (format!("CC-{h}").into_bytes(), big.clone()))
     .chain([(b"CC-Action".to_vec(), b"agent-offering".to_vec())])
     .collect();
-    let scan = callcenter::scan(pairs.iter().map(|(n, v)| (&n[..], &v[..]))).unwrap();
+    let catalogue = Arc::new(Catalogue::new(&EventSettings::default()));
+    let scan = callcenter::scan(&catalogue, pairs.iter().map(|(n, v)| (&n[..], &v[..]))).unwrap();
     let largest = scan.capture(|_| Some(String::from_utf8(big.clone()).unwrap()));
     // The queue slot holds the event itself; its strings live on the heap.
     let per_event = std::mem::size_of::<callcenter::CapturedEvent>() + 8 + largest.heap_bytes();
@@ -368,11 +681,118 @@ fn memory_section(sizes: &Sizes) {
     assert_eq!(dropped, (q / 10) as u64, "the extra 10% are dropped");
 }
 
+/// Throughput with the stream: from the first fire to the subscriber's receipt
+/// of the last message AND the stream's append of the last entry, against
+/// redis-benchmark running the same XADD in the same run: same key, same
+/// `MAXLEN ~`, and the fields and payload bytes the module wrote, read back
+/// from the stream. Returns events/s, the reference's XADD/s and their ratio
+/// (medians over the rounds).
+fn stream_throughput(
+    redis: &RedisServer,
+    sub: &FastSubscriber,
+    watch: &mut StreamWatch,
+    published: &OwnedEvent,
+    sizes: &Sizes,
+) -> (f64, f64, f64) {
+    let n = sizes.throughput_events;
+    // One event first, to read back exactly what the module appends.
+    fixtures::add_member_sessions();
+    let (before, added) = (sub.count(), watch.added());
+    core::fire(&mut published.clone());
+    assert!(wait_delivered(
+        sub,
+        before + 1,
+        Some((&mut *watch, added + 1)),
+        Duration::from_secs(10)
+    ));
+    let fields = watch.last_fields();
+    let names: Vec<&str> = fields.iter().step_by(2).map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["event", "action", "sequence", "core_uuid", "payload"]
+    );
+    let xadd: Vec<String> = [
+        "XADD",
+        STREAM,
+        "MAXLEN",
+        "~",
+        &STREAM_MAXLEN.to_string(),
+        "*",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .chain(fields.iter().cloned())
+    .collect();
+    println!(
+        "throughput, fire to receipt by the subscriber and append to the stream (PUBLISH + XADD per event), envelope payload ({} bytes):",
+        fields[9].len()
+    );
+    println!("  reference: {}", shell_line(redis.port, P64, n, &xadd));
+
+    let (mut ours, mut refs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=sizes.rounds {
+        // New calls each round: a session's pool keeps every variable copy until it ends.
+        fixtures::add_member_sessions();
+        let added = watch.added();
+        let reference = redis_benchmark(redis.port, P64, n, &xadd);
+        let sent = benchmark_sends(n, P64);
+        assert!(wait_until(Duration::from_secs(60), || watch.added() >= added + sent));
+        if round == 1 {
+            assert_eq!(
+                watch.last_fields(),
+                fields,
+                "the reference appends what the module appends"
+            );
+        }
+
+        let mut events: Vec<OwnedEvent> = (0..256).map(|_| published.clone()).collect();
+        let (before, added) = (sub.count(), watch.added());
+        let dropped_before = status_value("dropped");
+        let start = Instant::now();
+        for i in 0..n {
+            core::fire(&mut events[i % 256]);
+        }
+        let fired_in = start.elapsed();
+        assert!(
+            wait_delivered(
+                sub,
+                before + n as u64,
+                Some((&mut *watch, added + n as u64)),
+                Duration::from_secs(120)
+            ),
+            "not all received and appended"
+        );
+        let elapsed = start.elapsed();
+        assert_eq!(status_value("dropped"), dropped_before, "nothing dropped");
+        let eps = n as f64 / elapsed.as_secs_f64();
+        println!(
+            "  round {round}: mod_cc_events {eps:>10.0} events/s (fired in {:.0} ms, all received and appended in {:.0} ms); redis-benchmark -c 1 -P 64 XADD: {reference:>10.0} XADD/s; ratio {:.2}",
+            fired_in.as_secs_f64() * 1e3,
+            elapsed.as_secs_f64() * 1e3,
+            eps / reference
+        );
+        ours.push(eps);
+        refs.push(reference);
+        ratios.push(eps / reference);
+    }
+    let (eps, reference, ratio) = (
+        median_f(&mut ours),
+        median_f(&mut refs),
+        median_f(&mut ratios),
+    );
+    println!(
+        "  median: mod_cc_events {eps:.0} events/s; reference XADD -P 64 {reference:.0}/s (ratio {ratio:.2}, target >= 0.4); stream length now {} (MAXLEN ~{STREAM_MAXLEN})",
+        watch.len()
+    );
+    (eps, reference, ratio)
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let sizes = if quick {
         Sizes {
             callback_events: 20_000,
+            action_callback_events: 2_000,
             throughput_events: 20_000,
             rounds: 1,
             latency_secs: 0.5,
@@ -382,6 +802,7 @@ fn main() {
     } else {
         Sizes {
             callback_events: 200_000,
+            action_callback_events: 50_000,
             throughput_events: 200_000,
             rounds: 3,
             latency_secs: 3.0,
@@ -403,15 +824,8 @@ fn main() {
         &["--client-output-buffer-limit", "pubsub 0 0 0"],
     );
     let sub = FastSubscriber::new(&redis, epoch);
-    harness::config_for(redis.port, &[("queue-size", "1000000")]);
-    fixtures::add_member_sessions();
-    let module = LoadedModule::load().expect("load");
-    assert!(wait_until(Duration::from_secs(10), || core::api(
-        "cc_events",
-        "status"
-    )
-    .unwrap()
-    .contains("redis:      connected")));
+    println!("---- format=seed, events=seed (the defaults)");
+    let module = load_connected(redis.port, &[]);
 
     let published = fixture("005-agent-offering.txt");
     let ignored = fixture("004-agent-state-change.txt");
@@ -430,13 +844,13 @@ fn main() {
     ] {
         for threads in [1, 4] {
             let before = sub.count();
-            let t = time_callback(ev, sizes.callback_events, threads);
+            let (t, usage) = time_callback(ev, sizes.callback_events, threads);
             let (p50, p99, max) = (
                 percentile(&t, 0.5),
                 percentile(&t, 0.99),
                 *t.last().unwrap(),
             );
-            println!("  {name:<44} {threads} thread(s): p50 {p50:>6}  p99 {p99:>6}  max {max:>8}");
+            println!("  {name:<44} {threads} thread(s): p50 {p50:>6}  p99 {p99:>6}  max {max:>8}   ({usage})");
             if threads == 1 {
                 one_thread.push((p50, p99));
             }
@@ -447,7 +861,7 @@ fn main() {
         }
     }
     let (cb_ignored_p50, cb_ignored_p99) = one_thread[0];
-    let cb_published_p50 = one_thread[2].0;
+    let (cb_published_p50, cb_published_p99) = one_thread[2];
 
     // -------- throughput, against redis-benchmark in the same run
     // The exact bytes the module publishes for 005-agent-offering (see tests/payloads.rs).
@@ -461,6 +875,11 @@ fn main() {
         "throughput, fire to receipt by the subscriber, seed payload ({} bytes):",
         payload.len()
     );
+    let publish: Vec<String> = vec!["PUBLISH".into(), CHANNEL.into(), payload.clone()];
+    println!(
+        "  reference: {}",
+        shell_line(redis.port, P64, sizes.throughput_events, &publish)
+    );
     let mut ours = Vec::new();
     let mut ratios_p64 = Vec::new();
     let mut refs_p64 = Vec::new();
@@ -468,9 +887,9 @@ fn main() {
         // New calls each round: a session's pool keeps every variable copy until it ends.
         fixtures::add_member_sessions();
         let before = sub.count();
-        let reference = redis_benchmark(redis.port, 64, sizes.throughput_events, &payload);
-        assert!(wait_until(Duration::from_secs(60), || sub.count()
-            >= before + sizes.throughput_events as u64));
+        let reference = redis_benchmark(redis.port, P64, sizes.throughput_events, &publish);
+        let sent = benchmark_sends(sizes.throughput_events, P64);
+        assert!(wait_until(Duration::from_secs(60), || sub.count() >= before + sent));
 
         let mut events: Vec<OwnedEvent> = (0..256).map(|_| published.clone()).collect();
         let before = sub.count();
@@ -499,7 +918,7 @@ fn main() {
         ratios_p64.push(eps / reference);
     }
     let before = sub.count();
-    let ref_p1 = redis_benchmark(redis.port, 1, sizes.reference_p1_events, &payload);
+    let ref_p1 = redis_benchmark(redis.port, 1, sizes.reference_p1_events, &publish);
     assert!(wait_until(Duration::from_secs(60), || sub.count()
         >= before + sizes.reference_p1_events as u64));
     let throughput = median_f(&mut ours);
@@ -566,6 +985,40 @@ fn main() {
     }
 
     module.unload();
+
+    // -------- events=all, seed format: events that used to be ignored are published
+    println!("---- format=seed, events=all");
+    let module = load_connected(redis.port, &[("events", "all")]);
+    let (cb_all, cb_all_4t) = action_callbacks(
+        "events=all format=seed",
+        sizes.action_callback_events,
+        &sub,
+        None,
+    );
+    module.unload();
+
+    // -------- envelope format with a stream
+    println!("---- format=envelope, events=all, stream={STREAM}, stream-maxlen={STREAM_MAXLEN}");
+    let maxlen = STREAM_MAXLEN.to_string();
+    let module = load_connected(
+        redis.port,
+        &[
+            ("events", "all"),
+            ("format", "envelope"),
+            ("stream", STREAM),
+            ("stream-maxlen", &maxlen),
+        ],
+    );
+    let mut watch = StreamWatch::new(&redis);
+    let (cb_env, cb_env_4t) = action_callbacks(
+        "events=all format=envelope stream",
+        sizes.action_callback_events,
+        &sub,
+        Some(&mut watch),
+    );
+    let (throughput_env, ref_xadd, ratio_env) =
+        stream_throughput(&redis, &sub, &mut watch, &published, &sizes);
+    module.unload();
     drop(sub);
     core::clear_sessions();
 
@@ -578,8 +1031,38 @@ fn main() {
         yes(ratio_p1 >= 5.0),
         yes(lat_p99_10k <= 2000)
     );
+    // A published event, 1 thread, in every mode (the worst action of the per-action modes).
     println!(
-        "summary: throughput_eps={throughput:.0} ratio_p64={ratio_p64:.2} ratio_p1={ratio_p1:.2} cb_ignored_p50_ns={cb_ignored_p50} cb_ignored_p99_ns={cb_ignored_p99} cb_published_p50_ns={cb_published_p50} lat_p99_us_10k={lat_p99_10k}"
+        "targets, published event in every mode (1 thread): seed p50 <= 2000 ns: {}, p99 <= 20000 ns: {}; events=all p50 <= 2000 ns: {}, p99 <= 20000 ns: {}; envelope+stream p50 <= 2000 ns: {}, p99 <= 20000 ns: {}; envelope+stream throughput >= 0.4 x XADD P64: {}",
+        yes(cb_published_p50 <= 2000),
+        yes(cb_published_p99 <= 20_000),
+        yes(cb_all.p50.0 <= 2000),
+        yes(cb_all.p99.0 <= 20_000),
+        yes(cb_env.p50.0 <= 2000),
+        yes(cb_env.p99.0 <= 20_000),
+        yes(ratio_env >= 0.4),
+    );
+    println!(
+        "for information, 4 threads against the same bounds: events=all p50 {} ns {}, p99 {} ns {}; envelope+stream p50 {} ns {}, p99 {} ns {}",
+        cb_all_4t.p50.0,
+        within(cb_all_4t.p50.0 <= 2000),
+        cb_all_4t.p99.0,
+        within(cb_all_4t.p99.0 <= 20_000),
+        cb_env_4t.p50.0,
+        within(cb_env_4t.p50.0 <= 2000),
+        cb_env_4t.p99.0,
+        within(cb_env_4t.p99.0 <= 20_000),
+    );
+    println!(
+        "summary: throughput_eps={throughput:.0} ratio_p64={ratio_p64:.2} ratio_p1={ratio_p1:.2} cb_ignored_p50_ns={cb_ignored_p50} cb_ignored_p99_ns={cb_ignored_p99} cb_published_p50_ns={cb_published_p50} lat_p99_us_10k={lat_p99_10k} cb_published_p99_ns={cb_published_p99} cb_all_p50_ns={} cb_all_p99_ns={} cb_all_4t_p50_ns={} cb_all_4t_p99_ns={} cb_env_stream_p50_ns={} cb_env_stream_p99_ns={} cb_env_stream_4t_p50_ns={} cb_env_stream_4t_p99_ns={} throughput_env_stream_eps={throughput_env:.0} ref_xadd_p64={ref_xadd:.0} ratio_env_stream_xadd_p64={ratio_env:.2}",
+        cb_all.p50.0,
+        cb_all.p99.0,
+        cb_all_4t.p50.0,
+        cb_all_4t.p99.0,
+        cb_env.p50.0,
+        cb_env.p99.0,
+        cb_env_4t.p50.0,
+        cb_env_4t.p99.0,
     );
 }
 
@@ -588,5 +1071,13 @@ fn yes(b: bool) -> &'static str {
         "met"
     } else {
         "MISSED"
+    }
+}
+
+fn within(b: bool) -> &'static str {
+    if b {
+        "(within)"
+    } else {
+        "(over)"
     }
 }
