@@ -6,7 +6,7 @@
 use std::ffi::CStr;
 use std::sync::Arc;
 
-use crate::catalogue::{Catalogue, SeedSource};
+use crate::catalogue::{self, Catalogue, SeedSource};
 
 /// Values longer than this are cut (at a character boundary) so that one
 /// event's size, and with it the queue's memory, stays bounded.
@@ -60,50 +60,165 @@ struct RawMeta<'a> {
     core_uuid: Option<&'a [u8]>,
 }
 
+/// A header name or value as the event holds it. FreeSWITCH's are C strings:
+/// a prefix can be compared without measuring the whole string, so the walk
+/// over a 200-header event only measures the few headers it keeps.
+pub trait Text<'a>: Copy {
+    fn has_prefix(self, prefix: &[u8]) -> bool;
+    fn bytes(self) -> &'a [u8];
+}
+
+impl<'a> Text<'a> for &'a [u8] {
+    fn has_prefix(self, prefix: &[u8]) -> bool {
+        self.starts_with(prefix)
+    }
+
+    fn bytes(self) -> &'a [u8] {
+        self
+    }
+}
+
 /// Classifies the event and, when it is published, walks its headers once.
-/// `headers` is walked twice at most: once up to `CC-Action`, once in full.
 pub fn scan<'a, I>(catalogue: &Arc<Catalogue>, headers: I) -> Result<Scan<'a>, Skip>
 where
     I: IntoIterator<Item = (&'a [u8], &'a [u8])> + Clone,
 {
-    let action = action(headers.clone()).ok_or(Skip::NoAction)?;
-    let entry = catalogue.lookup(action).ok_or(Skip::Ignored)?;
-    let e = catalogue.entry(entry);
-    let wants_event_vars = e.def.carries_channel_data && !e.vars.is_empty();
-    let mut scan = Scan {
-        catalogue: catalogue.clone(),
-        entry,
-        cc: Vec::with_capacity(16),
-        event_vars: Vec::new(),
-        meta: RawMeta::default(),
-    };
-    for (name, value) in headers {
-        if name.starts_with(HEADER_PREFIX) {
-            if !scan.cc.iter().any(|(n, _)| *n == name) {
-                scan.cc.push((name, value));
+    scan_raw(catalogue.published, || catalogue.clone(), headers)
+}
+
+/// The walk behind `scan`, for any header representation. `published` has bit
+/// `i` set when `catalogue::ACTIONS[i]` is published, so an ignored event is
+/// recognised without touching the shared catalogue; `catalogue` is asked for
+/// only when the event is published. Stops at `CC-Action` when it is ignored;
+/// otherwise one walk, plus one over `variable_*` headers for the events that
+/// carry the member's channel.
+pub fn scan_raw<'a, T, I>(
+    published: u32,
+    catalogue: impl FnOnce() -> Arc<Catalogue>,
+    headers: I,
+) -> Result<Scan<'a>, Skip>
+where
+    T: Text<'a>,
+    I: IntoIterator<Item = (T, T)> + Clone,
+{
+    let mut meta = RawMetaOf::default();
+    // CC-* headers before CC-Action (mod_callcenter puts one or two there).
+    let mut before: Vec<(&'a [u8], T)> = Vec::new();
+    let mut it = headers.clone().into_iter();
+    let mut action = None;
+    for (name, value) in it.by_ref() {
+        if name.has_prefix(HEADER_PREFIX) {
+            let n = name.bytes();
+            if n == b"CC-Action" {
+                action = Some((n, value.bytes()));
+                break;
             }
-        } else if let Some(var) = name.strip_prefix(VAR_PREFIX) {
-            if wants_event_vars {
-                if let Some(i) = e.vars.iter().position(|c| c.to_bytes() == var) {
-                    if !scan.event_vars.iter().any(|(j, _)| *j == i) {
-                        scan.event_vars.push((i, value));
-                    }
-                }
-            }
+            before.push((n, value));
         } else {
-            let m = &mut scan.meta;
-            let slot = match name {
-                b"Event-Date-Timestamp" => &mut m.timestamp,
-                b"Event-Sequence" => &mut m.sequence,
-                b"FreeSWITCH-Switchname" => &mut m.switchname,
-                b"FreeSWITCH-Hostname" => &mut m.hostname,
-                b"Core-UUID" => &mut m.core_uuid,
-                _ => continue,
-            };
-            slot.get_or_insert(value);
+            meta.note(name, value);
         }
     }
-    Ok(scan)
+    let (action_name, action) = action.ok_or(Skip::NoAction)?;
+    let index = catalogue::index(action).ok_or(Skip::Ignored)?;
+    if published & (1 << index) == 0 {
+        return Err(Skip::Ignored);
+    }
+    let catalogue = catalogue();
+    let entry = catalogue.lookup(action).ok_or(Skip::Ignored)?;
+    let mut cc: Vec<(&'a [u8], &'a [u8])> = Vec::with_capacity(before.len() + 20);
+    let keep = |cc: &mut Vec<(&'a [u8], &'a [u8])>, name: &'a [u8], value: &'a [u8]| {
+        // FreeSWITCH returns the first header of a name; so do we.
+        if !cc.iter().any(|(n, _)| *n == name) {
+            cc.push((name, value));
+        }
+    };
+    for (n, v) in before {
+        keep(&mut cc, n, v.bytes());
+    }
+    keep(&mut cc, action_name, action);
+    for (name, value) in it {
+        if name.has_prefix(HEADER_PREFIX) {
+            keep(&mut cc, name.bytes(), value.bytes());
+        } else {
+            meta.note(name, value);
+        }
+    }
+    let e = catalogue.entry(entry);
+    let mut event_vars = Vec::new();
+    if e.def.carries_channel_data && !e.vars.is_empty() {
+        for (name, value) in headers {
+            if !name.has_prefix(VAR_PREFIX) {
+                continue;
+            }
+            let var = &name.bytes()[VAR_PREFIX.len()..];
+            if let Some(i) = e.vars.iter().position(|c| c.to_bytes() == var) {
+                if !event_vars.iter().any(|(j, _)| *j == i) {
+                    event_vars.push((i, value.bytes()));
+                }
+            }
+        }
+    }
+    Ok(Scan {
+        catalogue,
+        entry,
+        cc,
+        event_vars,
+        meta: meta.done(),
+    })
+}
+
+/// The metadata headers, first of each name, measured only when they match.
+struct RawMetaOf<T> {
+    timestamp: Option<T>,
+    sequence: Option<T>,
+    switchname: Option<T>,
+    hostname: Option<T>,
+    core_uuid: Option<T>,
+}
+
+impl<T> Default for RawMetaOf<T> {
+    fn default() -> Self {
+        RawMetaOf {
+            timestamp: None,
+            sequence: None,
+            switchname: None,
+            hostname: None,
+            core_uuid: None,
+        }
+    }
+}
+
+impl<'a, T: Text<'a>> RawMetaOf<T> {
+    fn note(&mut self, name: T, value: T) {
+        let slot = if name.has_prefix(b"Event-") {
+            match name.bytes() {
+                b"Event-Date-Timestamp" => &mut self.timestamp,
+                b"Event-Sequence" => &mut self.sequence,
+                _ => return,
+            }
+        } else if name.has_prefix(b"FreeSWITCH-") {
+            match name.bytes() {
+                b"FreeSWITCH-Switchname" => &mut self.switchname,
+                b"FreeSWITCH-Hostname" => &mut self.hostname,
+                _ => return,
+            }
+        } else if name.has_prefix(b"Core-UUID") && name.bytes() == b"Core-UUID" {
+            &mut self.core_uuid
+        } else {
+            return;
+        };
+        slot.get_or_insert(value);
+    }
+
+    fn done(self) -> RawMeta<'a> {
+        RawMeta {
+            timestamp: self.timestamp.map(Text::bytes),
+            sequence: self.sequence.map(Text::bytes),
+            switchname: self.switchname.map(Text::bytes),
+            hostname: self.hostname.map(Text::bytes),
+            core_uuid: self.core_uuid.map(Text::bytes),
+        }
+    }
 }
 
 impl<'a> Scan<'a> {
@@ -121,6 +236,11 @@ impl<'a> Scan<'a> {
             return None;
         }
         self.header("Member-Session-UUID").filter(|v| !v.is_empty())
+    }
+
+    /// Like `capture`, handing the catalogue over instead of sharing it again.
+    pub fn into_captured(self, member_var: impl FnMut(&CStr) -> Option<String>) -> CapturedEvent {
+        self.capture(member_var)
     }
 
     /// Copies what the payload needs into an owned event. `member_var` reads

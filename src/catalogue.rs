@@ -186,6 +186,11 @@ pub fn action_names() -> String {
         .join(", ")
 }
 
+/// The position of an action in `ACTIONS`.
+pub fn index(action: &[u8]) -> Option<usize> {
+    ACTIONS.iter().position(|a| a.action.as_bytes() == action)
+}
+
 pub fn find(action: &str) -> Option<&'static ActionDef> {
     ACTIONS.iter().find(|a| a.action == action)
 }
@@ -227,6 +232,8 @@ impl Entry {
 #[derive(Debug)]
 pub struct Catalogue {
     pub entries: Vec<Entry>,
+    /// Bit `i` set when `ACTIONS[i]` is published.
+    pub published: u32,
     pub format: format::Kind,
     pub routes: Routes,
 }
@@ -239,7 +246,7 @@ impl Catalogue {
 
     /// Builds the catalogue; the settings must have been validated by `config`.
     pub fn build(settings: &EventSettings, format: format::Kind, routes: Routes) -> Catalogue {
-        let entries = ACTIONS
+        let entries: Vec<Entry> = ACTIONS
             .iter()
             .filter(|d| match &settings.selection {
                 Selection::Seed => d.in_seed,
@@ -295,8 +302,13 @@ impl Catalogue {
                 }
             })
             .collect();
+        let published = entries
+            .iter()
+            .filter_map(|e: &Entry| index(e.def.action.as_bytes()))
+            .fold(0, |m, i| m | (1 << i));
         Catalogue {
             entries,
+            published,
             format,
             routes,
         }

@@ -135,8 +135,11 @@ pub fn handle_event(event: &Event<'_>, publisher: &Publisher) {
     if !event.is_custom(SUBCLASS) {
         return;
     }
-    let catalogue = publisher.catalogue();
-    let scan = match callcenter::scan(&catalogue, event.headers()) {
+    let scan = match callcenter::scan_raw(
+        publisher.published(),
+        || publisher.catalogue(),
+        event.c_headers(),
+    ) {
         Ok(scan) => scan,
         Err(Skip::Ignored) => return,
         Err(Skip::NoAction) => return publisher.note_malformed(),
@@ -144,7 +147,8 @@ pub fn handle_event(event: &Event<'_>, publisher: &Publisher) {
     // The member's session may be gone by the time the worker runs, so its
     // variables are read now. A missing session or variable is normal.
     let member = scan.member_session().and_then(Channel::locate);
-    let captured = scan.capture(|name| member.as_ref()?.variable(name, callcenter::owned_value));
+    let captured =
+        scan.into_captured(|name| member.as_ref()?.variable(name, callcenter::owned_value));
     drop(member);
     publisher.offer(captured);
 }

@@ -4,7 +4,7 @@
 //! log and how to start a thread).
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -41,6 +41,9 @@ pub struct Publisher {
     catalogue: RwLock<Arc<Catalogue>>,
     /// `queue-size`: what `held` may reach. Changes on reload.
     capacity: AtomicU64,
+    /// The catalogue's `published` bits, so that the callback can ignore an
+    /// event without touching the shared catalogue.
+    published: AtomicU32,
 }
 
 /// What a reload changed, for its reply.
@@ -107,6 +110,7 @@ impl Publisher {
             stop,
             join: Mutex::new(Some(join)),
             panicked,
+            published: AtomicU32::new(settings.catalogue().published),
             catalogue: RwLock::new(Arc::new(settings.catalogue())),
             capacity: AtomicU64::new(settings.queue_size as u64),
             settings: RwLock::new(Arc::new(settings)),
@@ -142,6 +146,11 @@ impl Publisher {
         self.stats.malformed.fetch_add(1, Relaxed);
     }
 
+    /// Bit `i` set when `catalogue::ACTIONS[i]` is published.
+    pub fn published(&self) -> u32 {
+        self.published.load(Relaxed)
+    }
+
     /// The catalogue events are captured with now.
     pub fn catalogue(&self) -> Arc<Catalogue> {
         read(&self.catalogue)
@@ -153,7 +162,11 @@ impl Publisher {
     pub fn reconfigure(&self, settings: Settings) -> Reconfigured {
         let old = self.settings();
         let reconnect = old.redis != settings.redis;
-        write(&self.catalogue, Arc::new(settings.catalogue()));
+        let catalogue = Arc::new(settings.catalogue());
+        // Both bits and catalogue are checked per event: the catalogue decides.
+        self.published.fetch_or(catalogue.published, Relaxed);
+        write(&self.catalogue, catalogue.clone());
+        self.published.store(catalogue.published, Relaxed);
         self.capacity.store(settings.queue_size as u64, Relaxed);
         if reconnect {
             self.stats.connected.store(false, Relaxed);

@@ -35,9 +35,9 @@ impl<'a> Event<'a> {
         name == subclass
     }
 
-    /// Every header, as (name, value) bytes, in event order. Cheap to clone:
-    /// walking twice costs a second pointer chase, no copy.
-    pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone + 'a {
+    /// Every header as C strings, measured only when asked: the callback's
+    /// walk compares prefixes and measures only what it keeps.
+    pub fn c_headers(&self) -> impl Iterator<Item = (CText<'a>, CText<'a>)> + Clone + 'a {
         let mut cur = self.raw.headers;
         std::iter::from_fn(move || loop {
             // SAFETY: headers form a NULL-terminated list owned by the event, valid for 'a.
@@ -46,10 +46,39 @@ impl<'a> Event<'a> {
             if h.name.is_null() || h.value.is_null() {
                 continue;
             }
-            // SAFETY: non-null name and value are NUL-terminated strings owned by the event.
-            let (name, value) = unsafe { (CStr::from_ptr(h.name), CStr::from_ptr(h.value)) };
-            return Some((name.to_bytes(), value.to_bytes()));
+            return Some((CText::new(h.name), CText::new(h.value)));
         })
+    }
+}
+
+/// A header's name or value, a NUL-terminated string owned by the event.
+#[derive(Clone, Copy)]
+pub struct CText<'a> {
+    ptr: *const std::ffi::c_char,
+    _event: std::marker::PhantomData<&'a [u8]>,
+}
+
+impl<'a> CText<'a> {
+    fn new(ptr: *const std::ffi::c_char) -> Self {
+        CText {
+            ptr,
+            _event: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'a> crate::callcenter::Text<'a> for CText<'a> {
+    fn has_prefix(self, prefix: &[u8]) -> bool {
+        prefix.iter().enumerate().all(|(i, &b)| {
+            // SAFETY: the loop stops at the first mismatch, and NUL never equals a
+            // prefix byte, so no read goes past the string's terminator.
+            unsafe { *self.ptr.add(i) as u8 == b }
+        })
+    }
+
+    fn bytes(self) -> &'a [u8] {
+        // SAFETY: a non-null NUL-terminated string owned by the event, valid for 'a.
+        unsafe { CStr::from_ptr(self.ptr) }.to_bytes()
     }
 }
 
