@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The hostile-input property (tests/hostile_input.rs) at full strength: 1,000,000
-# generated events through scan -> capture -> seed_json, in a release build.
+# generated events, each with the default settings and generated ones, through
+# scan -> capture -> the seed and envelope formats, in a release build.
 # Prints the case count, the outcome tally and the time taken.
 # CC_EVENTS_PROPTEST_CASES=N runs N cases instead.
 set -euo pipefail

@@ -102,8 +102,10 @@ where
     I: IntoIterator<Item = (T, T)> + Clone,
 {
     let mut meta = RawMetaOf::default();
-    // CC-* headers before CC-Action (mod_callcenter puts one or two there).
-    let mut before: Vec<(&'a [u8], T)> = Vec::new();
+    // CC-* headers before CC-Action: mod_callcenter puts one or two there, so
+    // they live on the stack; a stranger event spills into `more`.
+    let mut before: [Option<(&'a [u8], T)>; 4] = [None; 4];
+    let mut more: Vec<(&'a [u8], T)> = Vec::new();
     let mut it = headers.clone().into_iter();
     let mut action = None;
     for (name, value) in it.by_ref() {
@@ -113,7 +115,10 @@ where
                 action = Some((n, value.bytes()));
                 break;
             }
-            before.push((n, value));
+            match before.iter_mut().find(|b| b.is_none()) {
+                Some(slot) => *slot = Some((n, value)),
+                None => more.push((n, value)),
+            }
         } else {
             meta.note(name, value);
         }
@@ -125,14 +130,25 @@ where
     }
     let catalogue = catalogue();
     let entry = catalogue.lookup(action).ok_or(Skip::Ignored)?;
-    let mut cc: Vec<(&'a [u8], &'a [u8])> = Vec::with_capacity(before.len() + 20);
-    let keep = |cc: &mut Vec<(&'a [u8], &'a [u8])>, name: &'a [u8], value: &'a [u8]| {
-        // FreeSWITCH returns the first header of a name; so do we.
-        if !cc.iter().any(|(n, _)| *n == name) {
+    let mut cc: Vec<(&'a [u8], &'a [u8])> = Vec::with_capacity(24);
+    // FreeSWITCH returns the first header of a name; so do we. A real event has
+    // about 20 CC-* headers, best checked in a line; a hostile one with
+    // thousands switches to a set, so the walk stays linear.
+    let mut names: Option<std::collections::HashSet<&'a [u8]>> = None;
+    let mut keep = |cc: &mut Vec<(&'a [u8], &'a [u8])>, name: &'a [u8], value: &'a [u8]| {
+        let new = match &mut names {
+            Some(set) => set.insert(name),
+            None if cc.len() < 32 => !cc.iter().any(|(n, _)| *n == name),
+            None => {
+                let set = names.insert(cc.iter().map(|(n, _)| *n).collect());
+                set.insert(name)
+            }
+        };
+        if new {
             cc.push((name, value));
         }
     };
-    for (n, v) in before {
+    for (n, v) in before.into_iter().flatten().chain(more) {
         keep(&mut cc, n, v.bytes());
     }
     keep(&mut cc, action_name, action);
@@ -190,6 +206,10 @@ impl<T> Default for RawMetaOf<T> {
 
 impl<'a, T: Text<'a>> RawMetaOf<T> {
     fn note(&mut self, name: T, value: T) {
+        // Most headers start with none of E, F, C: one byte decides.
+        if !(name.has_prefix(b"E") || name.has_prefix(b"F") || name.has_prefix(b"C")) {
+            return;
+        }
         let slot = if name.has_prefix(b"Event-") {
             match name.bytes() {
                 b"Event-Date-Timestamp" => &mut self.timestamp,

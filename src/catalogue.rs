@@ -280,6 +280,9 @@ impl Catalogue {
                 // The seed events keep their documented fields whatever is configured:
                 // their variables come first, configured ones after.
                 let mut vars = vars;
+                // A name listed twice is read once.
+                let mut seen = std::collections::HashSet::new();
+                vars.retain(|v| seen.insert(v.clone()));
                 if let Some(layout) = d.seed_fields {
                     let mut fixed: Vec<String> = layout
                         .iter()

@@ -9,9 +9,13 @@ pub struct Seed;
 
 impl Format for Seed {
     fn write(&self, ev: &CapturedEvent, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"");
-        out.extend_from_slice(ev.name().as_bytes());
-        out.extend_from_slice(b":\" : {");
+        // `{"Name:" : {`: the colon is inside the key, as the seed document has it.
+        out.push(b'{');
+        let mut outer = String::with_capacity(ev.name().len() + 1);
+        outer.push_str(ev.name());
+        outer.push(':');
+        json_str(out, &outer);
+        out.extend_from_slice(b" : {");
         let mut key = String::with_capacity(32);
         for (i, f) in ev.fields.iter().enumerate() {
             if i > 0 {
@@ -198,6 +202,19 @@ mod tests {
         let status = inner["CC_Agent_Status"].as_str().unwrap();
         assert!(status.len() <= MAX_VALUE_BYTES && status.len() > MAX_VALUE_BYTES - 4);
         assert!(ev.heap_bytes() < 4 * MAX_VALUE_BYTES);
+    }
+
+    #[test]
+    fn a_renamed_event_is_escaped_like_any_key() {
+        let cat = Arc::new(Catalogue::new(&EventSettings {
+            renames: vec![("agent-status-change".into(), "a\"b".into())],
+            ..EventSettings::default()
+        }));
+        let h: Headers = vec![(b"CC-Action", b"agent-status-change")];
+        let json = payload(&cat, &h).unwrap();
+        assert_eq!(json, r#"{"a\"b:" : {}}"#);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert!(v.get("a\"b:").is_some());
     }
 
     #[test]
