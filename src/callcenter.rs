@@ -258,6 +258,20 @@ impl<'a> Scan<'a> {
         self.header("Member-Session-UUID").filter(|v| !v.is_empty())
     }
 
+    /// The bytes a capture copies in, before variables and UTF-8 repairs.
+    fn capacity_hint(&self) -> usize {
+        let cut = |b: &[u8]| b.len().min(MAX_VALUE_BYTES);
+        let m = &self.meta;
+        let meta: usize = [m.switchname.or(m.hostname), m.core_uuid]
+            .into_iter()
+            .flatten()
+            .map(cut)
+            .sum();
+        let fields: usize = self.cc.iter().map(|(n, v)| cut(n) + cut(v)).sum();
+        let vars: usize = self.event_vars.iter().map(|(_, v)| cut(v)).sum();
+        meta + fields + vars + 64
+    }
+
     /// Like `capture`, handing the catalogue over instead of sharing it again.
     pub fn into_captured(self, member_var: impl FnMut(&CStr) -> Option<String>) -> CapturedEvent {
         self.capture(member_var)
@@ -270,7 +284,9 @@ impl<'a> Scan<'a> {
         let mut ev = CapturedEvent {
             catalogue: self.catalogue.clone(),
             entry: self.entry,
-            buf: String::with_capacity(512),
+            // Sized for everything that may be copied in (variables grow it),
+            // so that one event is one buffer, allocated once.
+            buf: String::with_capacity(self.capacity_hint()),
             fields: Vec::with_capacity(self.cc.len() + e.vars.len()),
             meta: Meta {
                 timestamp_us: self.meta.timestamp.and_then(number),
