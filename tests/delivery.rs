@@ -2,6 +2,8 @@
 
 mod harness;
 
+use harness::common::{agent_of, status_event, status_line};
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -9,37 +11,6 @@ use harness::core::{self, LoadedModule, OwnedEvent};
 use harness::redis::{free_port, wait_until, RedisServer, Subscriber};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn status_event(agent: &str) -> OwnedEvent {
-    OwnedEvent::custom(
-        "callcenter::info",
-        &[
-            (b"CC-Agent", agent.as_bytes()),
-            (b"CC-Action", b"agent-status-change"),
-            (b"CC-Agent-Status", b"Available"),
-        ],
-    )
-}
-
-fn agent_of(payload: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(payload).unwrap();
-    v["Agent-Status-Change:"]["CC_Agent"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-fn status_line(name: &str) -> u64 {
-    let out = core::api("cc_events", "status").expect("cc_events registered");
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .unwrap_or_else(|| panic!("no '{name}:' in {out}"))
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 #[test]
 fn ten_thousand_events_from_four_threads_arrive_exactly_once_in_per_thread_order() {

@@ -5,58 +5,17 @@
 
 mod harness;
 
+use harness::common::{agent_of, config, status, status_event, status_line};
+
 use std::time::{Duration, Instant};
 
-use harness::core::{self, LoadedModule, OwnedEvent};
+use harness::core::{self, LoadedModule};
 use harness::redis::{free_port, wait_until, RedisServer, Subscriber};
 
 const WAIT: Duration = Duration::from_secs(20);
 const SWITCH_LOG_ERROR: i32 = 3;
 const SWITCH_LOG_WARNING: i32 = 4;
 const SWITCH_LOG_INFO: i32 = 6;
-
-fn status_event(agent: &str) -> OwnedEvent {
-    OwnedEvent::custom(
-        "callcenter::info",
-        &[
-            (b"CC-Agent", agent.as_bytes()),
-            (b"CC-Action", b"agent-status-change"),
-            (b"CC-Agent-Status", b"Available"),
-        ],
-    )
-}
-
-fn agent_of(payload: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(payload).unwrap();
-    v["Agent-Status-Change:"]["CC_Agent"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-fn status() -> String {
-    core::api("cc_events", "status").expect("cc_events registered")
-}
-
-fn status_line(name: &str) -> u64 {
-    let out = status();
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .unwrap_or_else(|| panic!("no '{name}:' in {out}"))
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-/// The module's config with the shipped defaults except these params.
-fn config(port: u16, extra: &[(&str, &str)]) {
-    let port = port.to_string();
-    let mut params = vec![("port", port.as_str())];
-    params.extend_from_slice(extra);
-    harness::write_config(&params);
-}
 
 /// The ACL rule README gives for the module's user, exactly.
 const LEAST_PRIVILEGE: &[&str] = &[

@@ -3,43 +3,17 @@
 
 mod harness;
 
+use harness::common::{agent_of, config, status_event};
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use harness::core::{self, LoadedModule, OwnedEvent};
+use harness::core::{self, LoadedModule};
 use harness::redis::{wait_until, RedisServer, Subscriber};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn status_event(agent: &str) -> OwnedEvent {
-    OwnedEvent::custom(
-        "callcenter::info",
-        &[
-            (b"CC-Agent", agent.as_bytes()),
-            (b"CC-Action", b"agent-status-change"),
-            (b"CC-Agent-Status", b"Available"),
-        ],
-    )
-}
-
-/// The agent of a seed or envelope payload.
-fn agent_of(payload: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(payload).unwrap();
-    let agent = v
-        .get("Agent-Status-Change:")
-        .map(|inner| &inner["CC_Agent"])
-        .unwrap_or(&v["agent"]);
-    agent.as_str().unwrap().to_owned()
-}
-
-fn config(port: u16, extra: &[(&str, &str)]) {
-    let port = port.to_string();
-    let mut params = vec![("port", port.as_str())];
-    params.extend_from_slice(extra);
-    harness::write_config(&params);
-}
 
 fn reload() -> String {
     core::api("cc_events", "reload").unwrap()

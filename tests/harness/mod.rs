@@ -2,6 +2,7 @@
 //! does and plays the core's part, with a real redis-server behind it.
 #![allow(dead_code)]
 
+pub mod common;
 pub mod core;
 pub mod esl;
 pub mod fixtures;

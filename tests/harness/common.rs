@@ -1,0 +1,53 @@
+//! What many tests say in the same words: a status change event, reading a
+//! payload's agent, reading `cc_events status`, and writing a config with the
+//! shipped defaults.
+
+use super::core::{self, OwnedEvent};
+
+/// An `agent-status-change` for `agent` (status Available), as mod_callcenter fires it.
+pub fn status_event(agent: &str) -> OwnedEvent {
+    OwnedEvent::custom(
+        "callcenter::info",
+        &[
+            (b"CC-Agent", agent.as_bytes()),
+            (b"CC-Action", b"agent-status-change"),
+            (b"CC-Agent-Status", b"Available"),
+        ],
+    )
+}
+
+/// The agent of an Agent-Status-Change payload, seed or envelope.
+pub fn agent_of(payload: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+    let agent = v
+        .get("Agent-Status-Change:")
+        .map(|inner| &inner["CC_Agent"])
+        .unwrap_or(&v["agent"]);
+    agent.as_str().unwrap().to_owned()
+}
+
+/// What `cc_events status` prints now.
+pub fn status() -> String {
+    core::api("cc_events", "status").expect("cc_events registered")
+}
+
+/// The number on a `cc_events status` line, e.g. `published`.
+pub fn status_line(name: &str) -> u64 {
+    let out = status();
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no '{name}:' in {out}"))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The module's config with the shipped defaults except these params.
+pub fn config(port: u16, extra: &[(&str, &str)]) {
+    let port = port.to_string();
+    let mut params = vec![("port", port.as_str())];
+    params.extend_from_slice(extra);
+    super::write_config(&params);
+}
