@@ -65,12 +65,15 @@ impl<T> Queue<T> {
         Ok(())
     }
 
-    /// Moves up to `max` items into `out`, without waiting.
-    pub fn take(&self, max: usize, out: &mut impl Extend<T>) -> usize {
+    /// Moves every item into `out` (which must be empty) by swapping the two
+    /// deques: the lock is held for a few instructions whatever the count,
+    /// so a producer on FreeSWITCH's thread never queues behind the worker.
+    /// `out`'s capacity goes to the producers, ready for the next items.
+    pub fn take_all(&self, out: &mut VecDeque<T>) -> usize {
+        debug_assert!(out.is_empty());
         let mut q = self.lock();
-        let n = q.items.len().min(max);
-        out.extend(q.items.drain(..n));
-        n
+        std::mem::swap(&mut q.items, out);
+        out.len()
     }
 
     /// Waits up to `limit` for an item, a nudge, or the close.
@@ -129,15 +132,18 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
-    fn items_come_out_in_order_in_batches() {
+    fn items_come_out_in_order() {
         let q = Queue::default();
         for i in 0..5 {
             q.push(i).unwrap();
         }
-        let mut out = Vec::new();
-        assert_eq!(q.take(3, &mut out), 3);
-        assert_eq!(q.take(3, &mut out), 2);
+        let mut out = VecDeque::new();
+        assert_eq!(q.take_all(&mut out), 5);
         assert_eq!(out, [0, 1, 2, 3, 4]);
+        q.push(5).unwrap();
+        out.clear();
+        assert_eq!(q.take_all(&mut out), 1);
+        assert_eq!(out, [5]);
         assert_eq!(q.wait(Duration::from_millis(1)), Wait::TimedOut);
     }
 

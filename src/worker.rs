@@ -70,6 +70,8 @@ struct Run {
     drops: DropReporter,
     /// Formatted events taken off the queue, in order, not yet confirmed.
     batch: VecDeque<Pending>,
+    /// Taken off the queue in one swap, not yet formatted into the batch.
+    taken: VecDeque<CapturedEvent>,
     out: Vec<u8>,
     last_io: Instant,
     ever_connected: bool,
@@ -121,6 +123,7 @@ impl Worker {
             health: Health::default(),
             drops: DropReporter::default(),
             batch,
+            taken: VecDeque::new(),
             out: Vec::new(),
             last_io: Instant::now(),
             ever_connected: false,
@@ -154,7 +157,12 @@ impl Run {
                 continue;
             }
             if self.batch.is_empty() {
-                match self.next_event() {
+                let next = if self.taken.is_empty() {
+                    self.next_event()
+                } else {
+                    Next::Got
+                };
+                match next {
                     Next::Got => {}
                     Next::Idle => {
                         self.keep_alive();
@@ -303,10 +311,7 @@ impl Run {
             .stats
             .count_published(self.batch.iter().take(n).map(|p| &p.name));
         self.batch.drain(..n);
-        self.w
-            .stats
-            .in_batch
-            .store(self.batch.len() as u64, Relaxed);
+        self.note_in_batch();
         self.w.stats.published.fetch_add(n as u64, Relaxed);
         self.w.stats.held.fetch_sub(n as u64, Relaxed);
         let connected = self.w.link.is_connected();
@@ -363,16 +368,25 @@ impl Run {
 
     /// Tops the batch up from the queue without waiting.
     fn fill(&mut self) {
-        let room = self.w.settings.batch_size.saturating_sub(self.batch.len());
-        let mut taken = Vec::with_capacity(room);
-        self.w.queue.take(room, &mut taken);
-        for ev in taken {
+        if self.taken.is_empty() {
+            self.w.queue.take_all(&mut self.taken);
+        }
+        while self.batch.len() < self.w.settings.batch_size {
+            let Some(ev) = self.taken.pop_front() else {
+                break;
+            };
             self.take(ev);
         }
+        self.note_in_batch();
+    }
+
+    /// What the worker holds (taken off the queue, or in the batch), for the
+    /// accounting after a panic.
+    fn note_in_batch(&self) {
         self.w
             .stats
             .in_batch
-            .store(self.batch.len() as u64, Relaxed);
+            .store((self.batch.len() + self.taken.len()) as u64, Relaxed);
     }
 
     /// Formats one event into the commands it needs.
@@ -393,7 +407,7 @@ impl Run {
         self.w.link.close();
         self.w.stats.connected.store(false, Relaxed);
         self.w.queue.close();
-        let lost = (self.batch.len() + self.w.queue.clear()) as u64;
+        let lost = (self.batch.len() + self.taken.len() + self.w.queue.clear()) as u64;
         self.w.stats.in_batch.store(0, Relaxed);
         self.w.stats.lost.fetch_add(lost, Relaxed);
         self.w
