@@ -1,26 +1,32 @@
-//! The queue between FreeSWITCH's event threads and the worker: a deque under
-//! a mutex, with a condvar the worker waits on. Unlike std's channels, waiting
-//! here never asks std for the current thread's handle, which on a pthread
-//! std did not start would register a pthread key whose destructor lives in
-//! this library: one leaked key per load, until the process runs out. Pure.
+//! The queue between FreeSWITCH's event threads and the worker.
+//!
+//! Producers push into std's lock-free unbounded channel and never take a
+//! lock while the worker is busy: a lock there would let a preempted worker
+//! stall FreeSWITCH's dispatch thread (priority inversion). The worker only
+//! ever uses the channel without blocking: a blocking receive would make std
+//! look up the worker's thread handle, which on a pthread std did not start
+//! registers a pthread key whose destructor lives in this library. When
+//! idle, the worker sleeps on a condvar instead, and a producer takes its
+//! mutex only to wake a sleeping worker. Pure.
 //! The bound is not here: `Publisher::offer` admits at most `queue-size`.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub struct Queue<T> {
-    inner: Mutex<Inner<T>>,
-    ready: Condvar,
-}
-
-struct Inner<T> {
-    items: VecDeque<T>,
-    closed: bool,
-    /// The worker is waiting: only then does a push pay for a notify.
-    waiting: bool,
-    /// Wake the worker even without an item (new settings).
-    nudged: bool,
+    tx: Sender<T>,
+    /// Only the worker receives; the mutex just makes the queue shareable.
+    rx: Mutex<Receiver<T>>,
+    /// An item taken by `wait` to see whether one was there, given back first.
+    peeked: Mutex<Option<T>>,
+    closed: AtomicBool,
+    sleeping: AtomicBool,
+    nudged: AtomicBool,
+    sleep: Mutex<()>,
+    wake: Condvar,
 }
 
 /// What a wait ended with.
@@ -33,65 +39,95 @@ pub enum Wait {
 
 impl<T> Default for Queue<T> {
     fn default() -> Self {
+        let (tx, rx) = mpsc::channel();
         Queue {
-            inner: Mutex::new(Inner {
-                items: VecDeque::new(),
-                closed: false,
-                waiting: false,
-                nudged: false,
-            }),
-            ready: Condvar::new(),
+            tx,
+            rx: Mutex::new(rx),
+            peeked: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
+            nudged: AtomicBool::new(false),
+            sleep: Mutex::new(()),
+            wake: Condvar::new(),
         }
     }
 }
 
-impl<T> Queue<T> {
-    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
-    /// Adds an item; gives it back when the queue is closed. Never blocks
-    /// beyond the mutex, which is only ever held for a few instructions.
+impl<T> Queue<T> {
+    /// Adds an item; gives it back when the queue is closed.
     pub fn push(&self, item: T) -> Result<(), T> {
-        let mut q = self.lock();
-        if q.closed {
+        if self.closed.load(SeqCst) {
             return Err(item);
         }
-        q.items.push_back(item);
-        if q.waiting {
-            q.waiting = false;
-            self.ready.notify_one();
-        }
+        self.tx.send(item).map_err(|e| e.0)?;
+        // Orders the send before reading `sleeping` (the worker stores it,
+        // then looks at the channel): one of the two always sees the other.
+        std::sync::atomic::fence(SeqCst);
+        self.wake_sleeper();
         Ok(())
     }
 
-    /// Moves every item into `out` (which must be empty) by swapping the two
-    /// deques: the lock is held for a few instructions whatever the count,
-    /// so a producer on FreeSWITCH's thread never queues behind the worker.
-    /// `out`'s capacity goes to the producers, ready for the next items.
-    pub fn take_all(&self, out: &mut VecDeque<T>) -> usize {
-        debug_assert!(out.is_empty());
-        let mut q = self.lock();
-        std::mem::swap(&mut q.items, out);
-        out.len()
+    fn wake_sleeper(&self) {
+        if self.sleeping.load(SeqCst) {
+            // The worker holds this mutex until it is really waiting, so the
+            // notify cannot slip in between its last look and its wait.
+            let _held = lock(&self.sleep);
+            self.sleeping.store(false, SeqCst);
+            self.wake.notify_one();
+        }
     }
 
-    /// Waits up to `limit` for an item, a nudge, or the close.
-    pub fn wait(&self, limit: Duration) -> Wait {
-        let mut q = self.lock();
-        if q.items.is_empty() && !q.closed && !q.nudged {
-            q.waiting = true;
-            let (guard, _) = self
-                .ready
-                .wait_timeout_while(q, limit, |q| q.items.is_empty() && !q.closed && !q.nudged)
-                .unwrap_or_else(|p| p.into_inner());
-            q = guard;
-            q.waiting = false;
+    /// Moves every item into `out`, without waiting (the worker only).
+    pub fn take_all(&self, out: &mut VecDeque<T>) -> usize {
+        let before = out.len();
+        if let Some(item) = lock(&self.peeked).take() {
+            out.push_back(item);
         }
-        q.nudged = false;
-        if !q.items.is_empty() {
+        let rx = lock(&self.rx);
+        while let Ok(item) = rx.try_recv() {
+            out.push_back(item);
+        }
+        out.len() - before
+    }
+
+    /// Whether an item is there, keeping it for `take_all`.
+    fn has_item(&self) -> bool {
+        let mut peeked = lock(&self.peeked);
+        if peeked.is_some() {
+            return true;
+        }
+        match lock(&self.rx).try_recv() {
+            Ok(item) => {
+                *peeked = Some(item);
+                true
+            }
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => false,
+        }
+    }
+
+    /// Waits up to `limit` for an item, a nudge, or the close (the worker only).
+    pub fn wait(&self, limit: Duration) -> Wait {
+        let guard = lock(&self.sleep);
+        self.sleeping.store(true, SeqCst);
+        let ready = |q: &Self| q.has_item() || q.closed.load(SeqCst) || q.nudged.load(SeqCst);
+        let guard = if ready(self) {
+            guard
+        } else {
+            self.wake
+                .wait_timeout_while(guard, limit, |_| !ready(self))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0)
+        };
+        self.sleeping.store(false, SeqCst);
+        drop(guard);
+        self.nudged.store(false, SeqCst);
+        if self.has_item() {
             Wait::Ready
-        } else if q.closed {
+        } else if self.closed.load(SeqCst) {
             Wait::Closed
         } else {
             Wait::TimedOut
@@ -100,29 +136,27 @@ impl<T> Queue<T> {
 
     /// Ends a wait early without an item.
     pub fn nudge(&self) {
-        let mut q = self.lock();
-        q.nudged = true;
-        self.ready.notify_one();
+        self.nudged.store(true, SeqCst);
+        let _held = lock(&self.sleep);
+        self.wake.notify_one();
     }
 
     /// No more pushes; a waiting worker wakes.
     pub fn close(&self) {
-        let mut q = self.lock();
-        q.closed = true;
-        self.ready.notify_all();
+        self.closed.store(true, SeqCst);
+        let _held = lock(&self.sleep);
+        self.wake.notify_all();
     }
 
     #[cfg(test)]
     pub fn is_closed(&self) -> bool {
-        self.lock().closed
+        self.closed.load(SeqCst)
     }
 
     /// Empties the queue, returning how many items it held.
     pub fn clear(&self) -> usize {
-        let mut q = self.lock();
-        let n = q.items.len();
-        q.items.clear();
-        n
+        let mut all = VecDeque::new();
+        self.take_all(&mut all)
     }
 }
 
@@ -137,6 +171,7 @@ mod tests {
         for i in 0..5 {
             q.push(i).unwrap();
         }
+        assert_eq!(q.wait(Duration::from_millis(1)), Wait::Ready);
         let mut out = VecDeque::new();
         assert_eq!(q.take_all(&mut out), 5);
         assert_eq!(out, [0, 1, 2, 3, 4]);
@@ -166,5 +201,34 @@ mod tests {
         }
         assert_eq!(q.push(2), Err(2), "closed");
         assert!(q.is_closed());
+    }
+
+    #[test]
+    fn many_producers_one_sleepy_consumer_lose_nothing() {
+        let q = Arc::new(Queue::default());
+        let producers: Vec<_> = (0..4)
+            .map(|p| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    for i in 0..5000 {
+                        q.push(p * 10_000 + i).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut got = VecDeque::new();
+        while got.len() < 20_000 {
+            if q.wait(Duration::from_secs(10)) == Wait::TimedOut {
+                panic!("a push did not wake the consumer; got {}", got.len());
+            }
+            q.take_all(&mut got);
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
+        for p in 0..4 {
+            let mine: Vec<_> = got.iter().filter(|v| **v / 10_000 == p).collect();
+            assert!(mine.windows(2).all(|w| w[0] < w[1]), "per-producer order");
+        }
     }
 }
