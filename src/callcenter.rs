@@ -277,17 +277,44 @@ impl<'a> Scan<'a> {
         self.capture(member_var)
     }
 
+    /// Like `capture`, into the buffers of an event the worker has finished
+    /// with: no allocation on FreeSWITCH's thread, and no buffer freed across
+    /// threads (which makes the two threads queue on the allocator's lock).
+    pub fn capture_reusing(
+        &self,
+        spare: Option<Spare>,
+        member_var: impl FnMut(&CStr) -> Option<String>,
+    ) -> CapturedEvent {
+        self.capture_into(spare.unwrap_or_default(), member_var)
+    }
+
     /// Copies what the payload needs into an owned event. `member_var` reads
     /// one variable from the member's channel (None when absent or no session).
-    pub fn capture(&self, mut member_var: impl FnMut(&CStr) -> Option<String>) -> CapturedEvent {
+    pub fn capture(&self, member_var: impl FnMut(&CStr) -> Option<String>) -> CapturedEvent {
+        self.capture_into(Spare::default(), member_var)
+    }
+
+    fn capture_into(
+        &self,
+        spare: Spare,
+        mut member_var: impl FnMut(&CStr) -> Option<String>,
+    ) -> CapturedEvent {
         let e = self.catalogue.entry(self.entry);
+        let Spare {
+            mut buf,
+            mut fields,
+        } = spare;
+        buf.clear();
+        fields.clear();
+        // Sized for everything that may be copied in (variables grow it), so
+        // that one event is one buffer.
+        buf.reserve(self.capacity_hint());
+        fields.reserve(self.cc.len() + e.vars.len());
         let mut ev = CapturedEvent {
             catalogue: self.catalogue.clone(),
             entry: self.entry,
-            // Sized for everything that may be copied in (variables grow it),
-            // so that one event is one buffer, allocated once.
-            buf: String::with_capacity(self.capacity_hint()),
-            fields: Vec::with_capacity(self.cc.len() + e.vars.len()),
+            buf,
+            fields,
             meta: Meta {
                 timestamp_us: self.meta.timestamp.and_then(number),
                 sequence: self.meta.sequence.and_then(number),
@@ -367,6 +394,20 @@ impl<'a> Scan<'a> {
             }
         }
         ev
+    }
+}
+
+/// The buffers of a captured event, kept for the next one.
+#[derive(Debug, Default)]
+pub struct Spare {
+    pub buf: String,
+    pub fields: Vec<Field>,
+}
+
+impl Spare {
+    /// Heap bytes held, to keep only modest buffers.
+    pub fn bytes(&self) -> usize {
+        self.buf.capacity() + self.fields.capacity() * std::mem::size_of::<Field>()
     }
 }
 
@@ -469,6 +510,14 @@ impl CapturedEvent {
             };
             hit.then(|| self.text(f.value))
         })
+    }
+
+    /// Gives the event's buffers back for reuse.
+    pub fn into_spare(self) -> Spare {
+        Spare {
+            buf: self.buf,
+            fields: self.fields,
+        }
     }
 
     /// Bytes this event holds on the heap, for the memory bound.

@@ -19,6 +19,7 @@ mod module;
 pub mod publisher;
 mod queue;
 pub mod routes;
+mod spares;
 pub mod stats;
 mod stop;
 mod worker;

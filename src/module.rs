@@ -147,8 +147,9 @@ pub fn handle_event(event: &Event<'_>, publisher: &Publisher) {
     // The member's session may be gone by the time the worker runs, so its
     // variables are read now. A missing session or variable is normal.
     let member = scan.member_session().and_then(Channel::locate);
-    let captured =
-        scan.into_captured(|name| member.as_ref()?.variable(name, callcenter::owned_value));
+    let captured = scan.capture_reusing(publisher.spare(), |name| {
+        member.as_ref()?.variable(name, callcenter::owned_value)
+    });
     drop(member);
     publisher.offer(captured);
 }

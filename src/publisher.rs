@@ -10,12 +10,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::callcenter::CapturedEvent;
+use crate::callcenter::Spare;
 use crate::catalogue::Catalogue;
 use crate::config::Settings;
 use crate::link::standalone::Standalone;
 use crate::link::Link;
 use crate::logger::LogFn;
 use crate::queue::Queue;
+use crate::spares::Spares;
 use crate::stats::Stats;
 use crate::stop::Stop;
 use crate::worker::Worker;
@@ -31,6 +33,7 @@ fn new_link(redis: &crate::config::RedisSettings, stop: Arc<Stop>) -> Box<dyn Li
 /// The producer side, owned by the module and shared with the event callback.
 pub struct Publisher {
     queue: Arc<Queue<CapturedEvent>>,
+    spares: Arc<Spares>,
     stats: Arc<Stats>,
     stop: Arc<Stop>,
     /// In a Mutex only so that the Publisher is Sync (the callback shares it).
@@ -87,11 +90,13 @@ impl Publisher {
         // `held` bounds what is waiting to queue-size exactly, so the queue
         // needs no bound of its own (and queue-size can change on reload).
         let queue = Arc::new(Queue::default());
+        let spares = Arc::new(Spares::default());
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(Stop::default());
         let panicked = Arc::new(AtomicBool::new(false));
         let worker = Worker {
             queue: queue.clone(),
+            spares: spares.clone(),
             stats: stats.clone(),
             stop: stop.clone(),
             settings: settings.clone(),
@@ -106,6 +111,7 @@ impl Publisher {
         )?;
         Ok(Publisher {
             queue,
+            spares,
             stats,
             stop,
             join: Mutex::new(Some(join)),
@@ -144,6 +150,11 @@ impl Publisher {
     /// Counts a callcenter::info event that had no CC-Action; the worker logs the count.
     pub fn note_malformed(&self) {
         self.stats.malformed.fetch_add(1, Relaxed);
+    }
+
+    /// The buffers of an event the worker is done with, if one is free now.
+    pub fn spare(&self) -> Option<Spare> {
+        self.spares.get()
     }
 
     /// Bit `i` set when `catalogue::ACTIONS[i]` is published.

@@ -19,6 +19,7 @@ use crate::health::{DropReporter, Health};
 use crate::link::{resp, Failure, Link};
 use crate::logger::{Level, LogFn};
 use crate::queue::{Queue, Wait};
+use crate::spares::Spares;
 use crate::stats::Stats;
 use crate::stop::Stop;
 
@@ -54,6 +55,8 @@ pub fn confirmed(batch: &VecDeque<Pending>, ok: usize) -> usize {
 
 pub struct Worker {
     pub queue: Arc<Queue<CapturedEvent>>,
+    /// Where a formatted event's buffers go back for the callback.
+    pub spares: Arc<Spares>,
     pub stats: Arc<Stats>,
     pub stop: Arc<Stop>,
     pub settings: Settings,
@@ -396,6 +399,7 @@ impl Run {
         let mut commands = Vec::with_capacity(payload.len() + 64);
         let replies = ev.catalogue.routes.commands(&ev, &payload, &mut commands);
         let name = ev.catalogue.entry(ev.entry).name.clone();
+        self.w.spares.put(ev.into_spare());
         self.batch.push_back(Pending {
             commands,
             replies,
