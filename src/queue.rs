@@ -29,6 +29,9 @@ pub struct Queue<T> {
     wake: Condvar,
 }
 
+/// How long an idle worker looks for the next event before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
+
 /// What a wait ended with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wait {
@@ -111,6 +114,19 @@ impl<T> Queue<T> {
 
     /// Waits up to `limit` for an item, a nudge, or the close (the worker only).
     pub fn wait(&self, limit: Duration) -> Wait {
+        // Under steady traffic the next event is microseconds away: look for
+        // it briefly before sleeping, so that producers rarely find the
+        // worker asleep and need the lock to wake it.
+        let spin_until = std::time::Instant::now() + SPIN.min(limit);
+        while std::time::Instant::now() < spin_until {
+            if self.has_item() {
+                return Wait::Ready;
+            }
+            if self.closed.load(SeqCst) || self.nudged.load(SeqCst) {
+                break;
+            }
+            std::hint::spin_loop();
+        }
         let guard = lock(&self.sleep);
         self.sleeping.store(true, SeqCst);
         let ready = |q: &Self| q.has_item() || q.closed.load(SeqCst) || q.nudged.load(SeqCst);
