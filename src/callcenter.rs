@@ -272,11 +272,6 @@ impl<'a> Scan<'a> {
         meta + fields + vars + 64
     }
 
-    /// Like `capture`, handing the catalogue over instead of sharing it again.
-    pub fn into_captured(self, member_var: impl FnMut(&CStr) -> Option<String>) -> CapturedEvent {
-        self.capture(member_var)
-    }
-
     /// Like `capture`, into the buffers of an event the worker has finished
     /// with: no allocation on FreeSWITCH's thread, and no buffer freed across
     /// threads (which makes the two threads queue on the allocator's lock).
