@@ -4,6 +4,7 @@
 pub mod api;
 pub mod event;
 pub mod log;
+pub mod resolve;
 pub mod session;
 pub mod thread;
 pub mod wait;

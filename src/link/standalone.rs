@@ -3,7 +3,7 @@
 //! hung Redis can never hold the worker (or `unload`) longer than asked.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, TcpKeepalive, Type};
 
 use super::{resp, Exchange, Failure, Link};
 use crate::config::RedisSettings;
+use crate::fs::resolve::{Failed, Resolver};
 use crate::fs::wait::{self, Want};
 use crate::stop::Stop;
 
@@ -22,6 +23,8 @@ pub struct Standalone {
     settings: RedisSettings,
     stop: Arc<Stop>,
     conn: Option<Conn>,
+    /// Host names are looked up without blocking past the deadline.
+    resolver: Resolver,
 }
 
 struct Conn {
@@ -43,6 +46,7 @@ impl Standalone {
             settings,
             stop,
             conn: None,
+            resolver: Resolver::default(),
         }
     }
 
@@ -128,12 +132,49 @@ impl Standalone {
     }
 }
 
+impl Standalone {
+    /// An IP address is used as it is; only a name goes to the resolver, and
+    /// never for longer than `until` or the shutdown deadline.
+    fn resolve(&mut self, until: Instant) -> Result<Vec<SocketAddr>, Failure> {
+        let (host, port) = (self.settings.host.clone(), self.settings.port);
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        let stop = self.stop.clone();
+        let addrs = match self.resolver.lookup(&host, port, until, &|| stop.passed()) {
+            Ok(addrs) => addrs,
+            Err(Failed::TimedOut) if self.stop.passed() => {
+                return Err(Failure::Hung(format!(
+                    "shutdown-flush-ms ran out while resolving Redis host '{host}'"
+                )))
+            }
+            Err(Failed::TimedOut) => {
+                return Err(Failure::Hung(format!(
+                    "resolving Redis host '{host}' did not finish within connect-timeout-ms ({} ms): the DNS server is slow or unreachable; check /etc/resolv.conf, or give host as an IP address",
+                    self.settings.connect_timeout.as_millis()
+                )))
+            }
+            Err(Failed::Error(e)) => {
+                return Err(Failure::Broken(format!(
+                    "cannot resolve Redis host '{host}': {e}; check host in cc_events.conf"
+                )))
+            }
+        };
+        if addrs.is_empty() {
+            return Err(Failure::Broken(format!(
+                "Redis host '{host}' has no address; check host in cc_events.conf"
+            )));
+        }
+        Ok(addrs)
+    }
+}
+
 impl Link for Standalone {
     fn connect(&mut self, until: Instant) -> Result<(), Failure> {
         self.close();
         let target = self.settings.describe();
         let limit = self.settings.connect_timeout;
-        let addrs = resolve(&self.settings.host, self.settings.port)?;
+        let addrs = self.resolve(until)?;
         let mut last = None;
         let count = addrs.len() as u32;
         for (i, addr) in addrs.into_iter().enumerate() {
@@ -253,27 +294,6 @@ fn broken(target: &str, e: io::Error) -> Failure {
         _ => e.to_string(),
     };
     Failure::Broken(format!("lost the connection to Redis at {target}: {why}"))
-}
-
-/// An IP address is used as it is; only a name goes to the resolver.
-fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Failure> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| {
-            Failure::Broken(format!(
-                "cannot resolve Redis host '{host}': {e}; check host in cc_events.conf"
-            ))
-        })?
-        .collect();
-    if addrs.is_empty() {
-        return Err(Failure::Broken(format!(
-            "Redis host '{host}' has no address; check host in cc_events.conf"
-        )));
-    }
-    Ok(addrs)
 }
 
 /// A non-blocking TCP connection to `addr`, established by `until`.
