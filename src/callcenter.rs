@@ -129,7 +129,7 @@ where
         return Err(Skip::Ignored);
     }
     let catalogue = catalogue();
-    let entry = catalogue.lookup(action).ok_or(Skip::Ignored)?;
+    let entry = catalogue.entry_for(index).ok_or(Skip::Ignored)?;
     let mut cc: Vec<(&'a [u8], &'a [u8])> = Vec::with_capacity(24);
     // FreeSWITCH returns the first header of a name; so do we. A real event has
     // about 20 CC-* headers, best checked in a line; a hostile one with
@@ -326,7 +326,7 @@ impl<'a> Scan<'a> {
 
         // The member variables, read once each, in the configured order.
         let from_session = e.vars_from_session();
-        let vars: Vec<Option<String>> = (0..e.vars.len())
+        let mut vars: Vec<Option<String>> = (0..e.vars.len())
             .map(|i| {
                 if from_session {
                     member_var(&e.vars[i]).map(bounded)
@@ -338,7 +338,6 @@ impl<'a> Scan<'a> {
                 }
             })
             .collect();
-        let mut used = vec![false; vars.len()];
 
         match e.def.seed_fields {
             Some(layout) => {
@@ -354,10 +353,8 @@ impl<'a> Scan<'a> {
                             }
                             continue;
                         }
-                        SeedSource::Var(name) => e.var_index(name).and_then(|i| {
-                            used[i] = true;
-                            vars[i].clone()
-                        }),
+                        // Taken, so that it is not appended again below.
+                        SeedSource::Var(name) => e.var_index(name).and_then(|i| vars[i].take()),
                     };
                     if let Some(v) = value {
                         let value = ev.push(&v);
@@ -380,7 +377,7 @@ impl<'a> Scan<'a> {
             }
         }
         for (i, v) in vars.into_iter().enumerate() {
-            if let (false, Some(v)) = (used[i], v) {
+            if let Some(v) = v {
                 let value = ev.push(&v);
                 ev.fields.push(Field {
                     key: Key::Var(i as u16),

@@ -232,6 +232,9 @@ impl Entry {
 #[derive(Debug)]
 pub struct Catalogue {
     pub entries: Vec<Entry>,
+    /// For each of `ACTIONS`, the entry publishing it: the callback finds the
+    /// action's index once and needs no second comparison.
+    by_action: [Option<usize>; ACTIONS.len()],
     /// Bit `i` set when `ACTIONS[i]` is published.
     pub published: u32,
     pub format: format::Kind,
@@ -305,23 +308,32 @@ impl Catalogue {
                 }
             })
             .collect();
-        let published = entries
-            .iter()
-            .filter_map(|e: &Entry| index(e.def.action.as_bytes()))
-            .fold(0, |m, i| m | (1 << i));
+        let mut by_action = [None; ACTIONS.len()];
+        for (i, e) in entries.iter().enumerate() {
+            if let Some(a) = index(e.def.action.as_bytes()) {
+                by_action[a] = Some(i);
+            }
+        }
+        let published = (0..ACTIONS.len())
+            .filter(|&a| by_action[a].is_some())
+            .fold(0, |m, a| m | (1 << a));
         Catalogue {
             entries,
+            by_action,
             published,
             format,
             routes,
         }
     }
 
+    /// The entry publishing `ACTIONS[action_index]`, if it is published.
+    pub fn entry_for(&self, action_index: usize) -> Option<usize> {
+        self.by_action.get(action_index).copied().flatten()
+    }
+
     /// The entry publishing `action`, if it is published.
     pub fn lookup(&self, action: &[u8]) -> Option<usize> {
-        self.entries
-            .iter()
-            .position(|e| e.def.action.as_bytes() == action)
+        index(action).and_then(|a| self.entry_for(a))
     }
 
     pub fn entry(&self, i: usize) -> &Entry {

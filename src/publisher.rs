@@ -104,6 +104,7 @@ impl Publisher {
             link: new_link(&settings.redis, stop.clone()),
             new_link,
         };
+        let catalogue = settings.catalogue();
         let flag = panicked.clone();
         let join = spawn(
             "cc_events-redis",
@@ -116,8 +117,8 @@ impl Publisher {
             stop,
             join: Mutex::new(Some(join)),
             panicked,
-            published: AtomicU32::new(settings.catalogue().published),
-            catalogue: RwLock::new(Arc::new(settings.catalogue())),
+            published: AtomicU32::new(catalogue.published),
+            catalogue: RwLock::new(Arc::new(catalogue)),
             capacity: AtomicU64::new(settings.queue_size as u64),
             settings: RwLock::new(Arc::new(settings)),
         })

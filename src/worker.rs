@@ -76,6 +76,7 @@ struct Run {
     /// Taken off the queue in one swap, not yet formatted into the batch.
     taken: VecDeque<CapturedEvent>,
     out: Vec<u8>,
+    payload: Vec<u8>,
     last_io: Instant,
     ever_connected: bool,
     /// Written in the exchange the shutdown cut short.
@@ -128,6 +129,7 @@ impl Worker {
             batch,
             taken: VecDeque::new(),
             out: Vec::new(),
+            payload: Vec::with_capacity(1024),
             last_io: Instant::now(),
             ever_connected: false,
             in_flight: 0,
@@ -394,10 +396,14 @@ impl Run {
 
     /// Formats one event into the commands it needs.
     fn take(&mut self, ev: CapturedEvent) {
-        let mut payload = Vec::with_capacity(512);
-        ev.catalogue.format.format().write(&ev, &mut payload);
-        let mut commands = Vec::with_capacity(payload.len() + 64);
-        let replies = ev.catalogue.routes.commands(&ev, &payload, &mut commands);
+        // The payload is only a step towards the commands: one scratch buffer.
+        self.payload.clear();
+        ev.catalogue.format.format().write(&ev, &mut self.payload);
+        let mut commands = Vec::with_capacity(self.payload.len() + 64);
+        let replies = ev
+            .catalogue
+            .routes
+            .commands(&ev, &self.payload, &mut commands);
         let name = ev.catalogue.entry(ev.entry).name.clone();
         self.w.spares.put(ev.into_spare());
         self.batch.push_back(Pending {

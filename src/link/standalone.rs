@@ -50,18 +50,20 @@ impl Standalone {
         }
     }
 
-    fn hung(&self, cut: Cut, what: &str, limit: Duration) -> Failure {
-        Failure::Hung(match cut {
-            Cut::TimedOut => format!(
-                "Redis at {} {what} ({} ms): it is stopped, overloaded or blocked by a slow command",
-                self.settings.describe(),
+    /// What a failed wait or socket call means to the operator: a cut wait is
+    /// a hung Redis (or the shutdown), anything else a broken connection.
+    fn failure(&self, e: Io, what: &str, limit: Duration) -> Failure {
+        let target = self.settings.describe();
+        match e {
+            Io::Cut(Cut::TimedOut) => Failure::Hung(format!(
+                "Redis at {target} {what} ({} ms): it is stopped, overloaded or blocked by a slow command",
                 limit.as_millis()
-            ),
-            Cut::ShuttingDown => format!(
-                "shutdown-flush-ms ran out while waiting for Redis at {}",
-                self.settings.describe()
-            ),
-        })
+            )),
+            Io::Cut(Cut::ShuttingDown) => Failure::Hung(format!(
+                "shutdown-flush-ms ran out while waiting for Redis at {target}"
+            )),
+            Io::Failed(e) => broken(&target, e),
+        }
     }
 
     fn handshake(&mut self, until: Instant) -> Result<(), Failure> {
@@ -94,23 +96,13 @@ impl Standalone {
 
         let target = s.describe();
         let limit = s.connect_timeout;
+        let what = "accepted the connection but did not answer within connect-timeout-ms";
         let conn = self.conn.as_mut().ok_or_else(not_connected)?;
-        let cut = |c| {
-            (
-                c,
-                "accepted the connection but did not answer within connect-timeout-ms",
-            )
-        };
-        write_all(conn, &cmds, until, &self.stop).map_err(|e| match e {
-            Io::Cut(c) => self.hung(cut(c).0, cut(c).1, limit),
-            Io::Failed(e) => broken(&target, e),
-        })?;
+        write_all(conn, &cmds, until, &self.stop).map_err(|e| self.failure(e, what, limit))?;
         for step in steps {
             let conn = self.conn.as_mut().ok_or_else(not_connected)?;
-            let reply = read_reply(conn, until, &self.stop).map_err(|e| match e {
-                Io::Cut(c) => self.hung(cut(c).0, cut(c).1, limit),
-                Io::Failed(e) => broken(&target, e),
-            })?;
+            let reply =
+                read_reply(conn, until, &self.stop).map_err(|e| self.failure(e, what, limit))?;
             let redis::Value::ServerError(e) = reply else {
                 continue;
             };
@@ -191,10 +183,10 @@ impl Link for Standalone {
                     last = None;
                     break;
                 }
-                Err(Io::Cut(c)) => last = Some(self.hung(c, "did not accept a connection within connect-timeout-ms", limit)),
                 Err(Io::Failed(e)) => last = Some(Failure::Broken(format!(
                     "cannot connect to Redis at {target}: {e}; check host and port in cc_events.conf and that Redis is running"
                 ))),
+                Err(cut) => last = Some(self.failure(cut, "did not accept a connection within connect-timeout-ms", limit)),
             }
         }
         if let Some(f) = last {
@@ -222,7 +214,6 @@ impl Link for Standalone {
     }
 
     fn exchange(&mut self, commands: &[u8], replies: usize, until: Instant) -> Exchange {
-        let target = self.settings.describe();
         let limit = self.settings.io_timeout;
         let no_answer = "did not answer within io-timeout-ms";
         let Some(conn) = self.conn.as_mut() else {
@@ -232,10 +223,7 @@ impl Link for Standalone {
             };
         };
         if let Err(e) = write_all(conn, commands, until, &self.stop) {
-            let f = match e {
-                Io::Cut(c) => self.hung(c, no_answer, limit),
-                Io::Failed(e) => broken(&target, e),
-            };
+            let f = self.failure(e, no_answer, limit);
             self.close();
             return Exchange {
                 ok: 0,
@@ -256,10 +244,7 @@ impl Link for Standalone {
                 // Read to keep the stream in step, but it does not count.
                 Ok(_) => {}
                 Err(e) => {
-                    let f = match e {
-                        Io::Cut(c) => self.hung(c, no_answer, limit),
-                        Io::Failed(e) => broken(&target, e),
-                    };
+                    let f = self.failure(e, no_answer, limit);
                     self.close();
                     return Exchange {
                         ok,
