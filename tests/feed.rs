@@ -12,6 +12,8 @@
 
 mod harness;
 
+use harness::common::status_change;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -164,18 +166,6 @@ fn expected_seed_payloads() -> Vec<String> {
     let lines: Vec<String> = text.lines().map(str::to_owned).collect();
     assert_eq!(lines.len(), 13);
     lines
-}
-
-fn status_event(agent: &str, status: &str) -> OwnedEvent {
-    OwnedEvent::custom(
-        "callcenter::info",
-        &[
-            (b"Event-Name", b"CUSTOM"),
-            (b"CC-Agent", agent.as_bytes()),
-            (b"CC-Action", b"agent-status-change"),
-            (b"CC-Agent-Status", status.as_bytes()),
-        ],
-    )
 }
 
 /// A status change as FreeSWITCH fires it, with its metadata and sequence `n`.
@@ -363,7 +353,7 @@ fn events_all_publishes_every_recorded_action_but_the_query_replies_and_a_list_n
     fire_all(&fixtures);
     // Published after the 45: once it is here, anything the query replies
     // might have published would be here too.
-    core::fire(&mut status_event("marker", "end"));
+    core::fire(&mut status_change("marker", "end"));
     let got = t.sub.take(published.len() + 1, WAIT);
     assert_eq!(
         got[published.len()],
@@ -741,7 +731,7 @@ fn every_recorded_event_as_an_envelope_validates_against_the_schema_with_exact_v
     let fixtures = fixtures::events();
     fire_all(&fixtures);
     // An event without any metadata: the nullable fields are null.
-    core::fire(&mut status_event("marker", "end"));
+    core::fire(&mut status_change("marker", "end"));
     let got = t.sub.take(fixtures.len() + 1, WAIT);
 
     let mut seed_lines = expected_seed_payloads().into_iter();
@@ -899,7 +889,7 @@ fn pattern_subscribers_get_exactly_their_queue_or_agent_and_the_extra_channel_ge
     let fail = fixture(&fixtures, "022-bridge-agent-fail.txt");
     core::fire(&mut fail.event().with_header("CC-Member-UUID", b"marker-1"));
     channels.push(format!("callcenter_events:{QUEUE}:tenant-1@bob"));
-    core::fire(&mut status_event("marker-2", "end"));
+    core::fire(&mut status_change("marker-2", "end"));
     channels.push("callcenter_events:_:marker-2".into());
 
     // The extra channel gets every event, in order.
@@ -1009,7 +999,7 @@ fn the_stream_holds_every_event_in_firing_order_with_its_fields_and_the_pubsub_p
     let fixtures = fixtures::events();
     let published = published_by_all(&fixtures);
     fire_all(&fixtures);
-    core::fire(&mut status_event("marker", "end"));
+    core::fire(&mut status_change("marker", "end"));
     let payloads = t.sub.take(published.len() + 1, WAIT);
 
     let mut con = t.redis.connection();

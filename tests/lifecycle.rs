@@ -3,6 +3,8 @@
 
 mod harness;
 
+use harness::common::worker_threads;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,18 +18,6 @@ const SWITCH_LOG_ERROR: i32 = 3;
 const SWITCH_LOG_WARNING: i32 = 4;
 const SWITCH_LOG_NOTICE: i32 = 5;
 const SWITCH_LOG_INFO: i32 = 6;
-
-/// Threads of ours: the worker is named cc_events-redis.
-fn worker_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm"))
-                .is_ok_and(|c| c.trim() == "cc_events-redis")
-        })
-        .count()
-}
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()

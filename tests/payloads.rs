@@ -3,6 +3,8 @@
 
 mod harness;
 
+use harness::common::status_change;
+
 use std::time::Duration;
 
 use harness::core::{self, OwnedEvent};
@@ -16,18 +18,6 @@ const SEED_OFFERING: &str = r#"{"Offering-Call-Agent:" : {"callrequest_id": "276
 const OFFERING_WITHOUT_VARIABLES: &str = r#"{"Offering-Call-Agent:" : {"CC_Agent": "tenant-1@areski", "CC_Member_CID_Name": "Outbound Call", "CC_Agent_System": "single_box", "CC_Member_Session_UUID": "4dbd89c2-8e54-43a6-a0b4-a7d26b09ae6c", "CC_Member_UUID": "33e7df24-133c-47c1-9aec-b985d507d43e", "CC_Member_CID_Number": "34650110022", "CC_Queue": "tenant-1@areski-queue"}}"#;
 const SEED_UUID: &str = "4dbd89c2-8e54-43a6-a0b4-a7d26b09ae6c";
 const SEED_STATUS: &str = r#"{"Agent-Status-Change:" : {"CC_Agent": "tenant-1@areski", "CC_Agent_Status": "Logged Out"}}"#;
-
-fn status_event(agent: &str, status: &str) -> OwnedEvent {
-    OwnedEvent::custom(
-        "callcenter::info",
-        &[
-            (b"Event-Name", b"CUSTOM"),
-            (b"CC-Agent", agent.as_bytes()),
-            (b"CC-Action", b"agent-status-change"),
-            (b"CC-Agent-Status", status.as_bytes()),
-        ],
-    )
-}
 
 /// The fixture's first agent-offering, rewritten to the seed example's values.
 fn seed_offering_event() -> OwnedEvent {
@@ -68,7 +58,7 @@ fn seed_examples_arrive_byte_for_byte() {
     let copies_before = core::pool_copies();
 
     core::fire(&mut seed_offering_event());
-    core::fire(&mut status_event("tenant-1@areski", "Logged Out"));
+    core::fire(&mut status_change("tenant-1@areski", "Logged Out"));
     let got = t.sub.take(2, WAIT);
     assert_eq!(got[0], SEED_OFFERING);
     assert_eq!(got[1], SEED_STATUS);
@@ -93,7 +83,7 @@ fn recorded_scenario_publishes_exactly_the_expected_payloads() {
     }
     // A marker after the 45 events: once it arrives, anything the ignored
     // actions might have published would already be here.
-    core::fire(&mut status_event("marker", "end"));
+    core::fire(&mut status_change("marker", "end"));
 
     let expected: Vec<String> =
         std::fs::read_to_string(fixtures::dir().join("expected-payloads.txt"))
@@ -217,7 +207,7 @@ fn a_global_variable_is_published_when_the_member_channel_has_none_of_that_name(
 #[test]
 fn other_events_subclasses_and_malformed_events_publish_nothing_and_never_crash() {
     let t = harness::load_with_redis(&[]);
-    let status = status_event("tenant-1@areski", "Available");
+    let status = status_change("tenant-1@areski", "Available");
     let headers: Vec<(&[u8], &[u8])> = vec![
         (b"CC-Agent", b"x"),
         (b"CC-Action", b"agent-status-change"),
@@ -239,7 +229,7 @@ fn other_events_subclasses_and_malformed_events_publish_nothing_and_never_crash(
     // Invalid UTF-8 and a 1 MB value: published, as valid JSON, bounded.
     core::fire(&mut status.with_header("CC-Agent", b"\xff\xfeagent"));
     core::fire(&mut status.with_header("CC-Agent-Status", &vec![b'A'; 1 << 20]));
-    core::fire(&mut status_event("marker", "end"));
+    core::fire(&mut status_change("marker", "end"));
 
     let got = t.sub.take(3, WAIT);
     let v: serde_json::Value = serde_json::from_str(&got[0]).unwrap();

@@ -9,6 +9,8 @@
 
 mod harness;
 
+use harness::common::worker_threads;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -20,18 +22,6 @@ use harness::redis::{wait_until, RedisServer, Subscriber};
 const WAIT: Duration = Duration::from_secs(120);
 const CYCLES: usize = 20;
 const FIRING_THREADS: usize = 3;
-
-/// Worker threads of the module (named cc_events-redis) in this process.
-fn worker_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm"))
-                .is_ok_and(|c| c.trim() == "cc_events-redis")
-        })
-        .count()
-}
 
 fn counter(status: &str, name: &str) -> u64 {
     status

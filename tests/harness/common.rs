@@ -16,6 +16,31 @@ pub fn status_event(agent: &str) -> OwnedEvent {
     )
 }
 
+/// An `agent-status-change` to `status`, with `Event-Name` as FreeSWITCH sets it.
+pub fn status_change(agent: &str, status: &str) -> OwnedEvent {
+    OwnedEvent::custom(
+        "callcenter::info",
+        &[
+            (b"Event-Name", b"CUSTOM"),
+            (b"CC-Agent", agent.as_bytes()),
+            (b"CC-Action", b"agent-status-change"),
+            (b"CC-Agent-Status", status.as_bytes()),
+        ],
+    )
+}
+
+/// Threads of the module's worker (named cc_events-redis) in this process.
+pub fn worker_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim() == "cc_events-redis")
+        })
+        .count()
+}
+
 /// The agent of an Agent-Status-Change payload, seed or envelope.
 pub fn agent_of(payload: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(payload).unwrap();
