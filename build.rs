@@ -27,6 +27,11 @@ const FUNCTIONS: &[&str] = &[
     "switch_xml_free",
     "switch_console_set_complete",
     "switch_log_printf",
+    "switch_api_execute",
+    "switch_console_stream_write",
+    "switch_console_stream_raw_write",
+    "switch_core_get_uuid",
+    "switch_core_get_switchname",
 ];
 
 const TYPES: &[&str] = &[

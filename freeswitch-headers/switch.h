@@ -236,6 +236,13 @@ void switch_xml_free(switch_xml_t xml);
 
 switch_status_t switch_console_set_complete(const char *string);
 
+/* switch_loadable_module.h, switch_console.h (SWITCH_STANDARD_STREAM), switch_core.h */
+switch_status_t switch_api_execute(const char *cmd, const char *arg, switch_core_session_t *session, switch_stream_handle_t *stream);
+switch_status_t switch_console_stream_write(switch_stream_handle_t *handle, const char *fmt, ...);
+switch_status_t switch_console_stream_raw_write(switch_stream_handle_t *handle, uint8_t *data, switch_size_t datalen);
+char *switch_core_get_uuid(void);
+const char *switch_core_get_switchname(void);
+
 void switch_log_printf(switch_text_channel_t channel, const char *file, const char *func, int line,
 					   const char *userdata, switch_log_level_t level, const char *fmt, ...);
 

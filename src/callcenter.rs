@@ -83,17 +83,17 @@ pub fn scan<'a, I>(catalogue: &Arc<Catalogue>, headers: I) -> Result<Scan<'a>, S
 where
     I: IntoIterator<Item = (&'a [u8], &'a [u8])> + Clone,
 {
-    scan_raw(catalogue.published, || catalogue.clone(), headers)
+    scan_raw(catalogue.captured, || catalogue.clone(), headers)
 }
 
-/// The walk behind `scan`, for any header representation. `published` has bit
-/// `i` set when `catalogue::ACTIONS[i]` is published, so an ignored event is
+/// The walk behind `scan`, for any header representation. `captured` has bit
+/// `i` set when `catalogue::ACTIONS[i]` is captured, so an ignored event is
 /// recognised without touching the shared catalogue; `catalogue` is asked for
 /// only when the event is published. Stops at `CC-Action` when it is ignored;
 /// otherwise one walk, plus one over `variable_*` headers for the events that
 /// carry the member's channel.
 pub fn scan_raw<'a, T, I>(
-    published: u32,
+    captured: u32,
     catalogue: impl FnOnce() -> Arc<Catalogue>,
     headers: I,
 ) -> Result<Scan<'a>, Skip>
@@ -125,7 +125,7 @@ where
     }
     let (action_name, action) = action.ok_or(Skip::NoAction)?;
     let index = catalogue::index(action).ok_or(Skip::Ignored)?;
-    if published & (1 << index) == 0 {
+    if captured & (1 << index) == 0 {
         return Err(Skip::Ignored);
     }
     let catalogue = catalogue();
@@ -471,6 +471,23 @@ impl CapturedEvent {
 
     pub fn action(&self) -> &'static str {
         self.catalogue.entry(self.entry).def.action
+    }
+
+    /// Every captured member variable, shown or kept for the state, by name.
+    pub fn variables(&self) -> impl Iterator<Item = (&str, &str)> {
+        let e = self.catalogue.entry(self.entry);
+        self.fields.iter().filter_map(move |f| match f.key {
+            Key::Var(i) => Some((e.var_name(i as usize), self.text(f.value))),
+            _ => None,
+        })
+    }
+
+    /// The fields the payload shows: all but the variables kept only for the state.
+    pub fn shown_fields(&self) -> impl Iterator<Item = &Field> {
+        let shown = self.catalogue.entry(self.entry).shown_vars;
+        self.fields
+            .iter()
+            .filter(move |f| !matches!(f.key, Key::Var(i) if i as usize >= shown))
     }
 
     /// A field's key as published, written through `f` (a header's `-` become `_`).

@@ -78,6 +78,8 @@ pub struct ActionDef {
     pub query_reply: bool,
     /// The event carries the member's channel data (`variable_*` headers).
     pub carries_channel_data: bool,
+    /// The live state mirror (`state=true`) applies it, published or not.
+    pub affects_state: bool,
 }
 
 const fn def(action: &'static str, name: &'static str) -> ActionDef {
@@ -88,6 +90,15 @@ const fn def(action: &'static str, name: &'static str) -> ActionDef {
         in_seed: false,
         query_reply: false,
         carries_channel_data: false,
+        affects_state: false,
+    }
+}
+
+/// An action the state mirror applies.
+const fn st(action: &'static str, name: &'static str) -> ActionDef {
+    ActionDef {
+        affects_state: true,
+        ..def(action, name)
     }
 }
 
@@ -96,39 +107,39 @@ pub const ACTIONS: &[ActionDef] = &[
     ActionDef {
         seed_fields: Some(CALL_FIELDS),
         in_seed: true,
-        ..def("agent-offering", "Offering-Call-Agent")
+        ..st("agent-offering", "Offering-Call-Agent")
     },
     ActionDef {
         seed_fields: Some(CALL_FIELDS),
         in_seed: true,
-        ..def("bridge-agent-start", "Connected-Call-Agent")
+        ..st("bridge-agent-start", "Connected-Call-Agent")
     },
     ActionDef {
         seed_fields: Some(STATUS_FIELDS),
         in_seed: true,
-        ..def("agent-status-change", "Agent-Status-Change")
+        ..st("agent-status-change", "Agent-Status-Change")
     },
     ActionDef {
         carries_channel_data: true,
-        ..def("member-queue-start", "Member-Queue-Start")
+        ..st("member-queue-start", "Member-Queue-Start")
     },
     ActionDef {
         carries_channel_data: true,
-        ..def("member-queue-resume", "Member-Queue-Resume")
+        ..st("member-queue-resume", "Member-Queue-Resume")
     },
     // Fired on the member's channel, often after it has hung up (CS_REPORTING),
     // when its session can no longer be locked: the variables are in the event.
     ActionDef {
         carries_channel_data: true,
-        ..def("member-queue-end", "Member-Queue-End")
+        ..st("member-queue-end", "Member-Queue-End")
     },
-    def("members-count", "Members-Count"),
-    def("bridge-agent-end", "Bridge-Agent-End"),
-    def("bridge-agent-fail", "Bridge-Agent-Fail"),
-    def("agent-state-change", "Agent-State-Change"),
-    def("agent-contact-change", "Agent-Contact-Change"),
+    st("members-count", "Members-Count"),
+    st("bridge-agent-end", "Bridge-Agent-End"),
+    st("bridge-agent-fail", "Bridge-Agent-Fail"),
+    st("agent-state-change", "Agent-State-Change"),
+    st("agent-contact-change", "Agent-Contact-Change"),
     def("agent-max-no-answer", "Agent-Max-No-Answer"),
-    def("agent-add", "Agent-Add"),
+    st("agent-add", "Agent-Add"),
     ActionDef {
         query_reply: true,
         ..def("agent-status-get", "Agent-Status-Get")
@@ -164,6 +175,9 @@ pub struct EventSettings {
     pub variables: Option<Vec<String>>,
     /// (action, variables) overriding `variables` for one event.
     pub variables_for: Vec<(String, Vec<String>)>,
+    /// The state mirror is on, keeping these member variables: the actions it
+    /// applies are captured even when not published.
+    pub state_vars: Option<Vec<String>>,
 }
 
 impl Default for EventSettings {
@@ -173,6 +187,7 @@ impl Default for EventSettings {
             renames: Vec::new(),
             variables: None,
             variables_for: Vec::new(),
+            state_vars: None,
         }
     }
 }
@@ -202,6 +217,11 @@ pub struct Entry {
     pub name: Arc<str>,
     /// Member variables to add, by name (NUL-terminated for FreeSWITCH).
     pub vars: Vec<CString>,
+    /// Published (PUBLISH, and a payload in the stream); false: captured only
+    /// for the state mirror.
+    pub publish: bool,
+    /// `vars[..shown_vars]` are in the payload; the rest only feed the state.
+    pub shown_vars: usize,
 }
 
 impl Entry {
@@ -235,8 +255,9 @@ pub struct Catalogue {
     /// For each of `ACTIONS`, the entry publishing it: the callback finds the
     /// action's index once and needs no second comparison.
     by_action: [Option<usize>; ACTIONS.len()],
-    /// Bit `i` set when `ACTIONS[i]` is published.
-    pub published: u32,
+    /// Bit `i` set when `ACTIONS[i]` is captured: published, or applied by
+    /// the state mirror.
+    pub captured: u32,
     pub format: format::Kind,
     pub routes: Routes,
 }
@@ -251,34 +272,44 @@ impl Catalogue {
     pub fn build(settings: &EventSettings, format: format::Kind, routes: Routes) -> Catalogue {
         let entries: Vec<Entry> = ACTIONS
             .iter()
-            .filter(|d| match &settings.selection {
-                Selection::Seed => d.in_seed,
-                Selection::All => !d.query_reply,
-                Selection::List(l) => l.iter().any(|a| {
-                    a == d.action || (a == "all" && !d.query_reply) || (a == "seed" && d.in_seed)
-                }),
+            .filter_map(|d| {
+                let publish = match &settings.selection {
+                    Selection::Seed => d.in_seed,
+                    Selection::All => !d.query_reply,
+                    Selection::List(l) => l.iter().any(|a| {
+                        a == d.action
+                            || (a == "all" && !d.query_reply)
+                            || (a == "seed" && d.in_seed)
+                    }),
+                };
+                let for_state = d.affects_state && settings.state_vars.is_some();
+                (publish || for_state).then_some((d, publish))
             })
-            .map(|d| {
+            .map(|(d, publish)| {
                 let name = settings
                     .renames
                     .iter()
                     .rev()
                     .find(|(a, _)| a == d.action)
                     .map_or_else(|| Arc::from(d.name), |(_, n)| Arc::from(n.as_str()));
-                let vars: Vec<String> = match settings
-                    .variables_for
-                    .iter()
-                    .rev()
-                    .find(|(a, _)| a == d.action)
-                {
-                    Some((_, v)) => v.clone(),
-                    None => match &settings.variables {
-                        Some(v) => v.clone(),
-                        None if d.seed_fields == Some(CALL_FIELDS) => {
-                            SEED_VARS.iter().map(|s| s.to_string()).collect()
-                        }
-                        None => Vec::new(),
-                    },
+                let vars: Vec<String> = if !publish {
+                    Vec::new()
+                } else {
+                    match settings
+                        .variables_for
+                        .iter()
+                        .rev()
+                        .find(|(a, _)| a == d.action)
+                    {
+                        Some((_, v)) => v.clone(),
+                        None => match &settings.variables {
+                            Some(v) => v.clone(),
+                            None if d.seed_fields == Some(CALL_FIELDS) => {
+                                SEED_VARS.iter().map(|s| s.to_string()).collect()
+                            }
+                            None => Vec::new(),
+                        },
+                    }
                 };
                 // The seed events keep their documented fields whatever is configured:
                 // their variables come first, configured ones after.
@@ -298,9 +329,20 @@ impl Catalogue {
                     fixed.append(&mut vars);
                     vars = fixed;
                 }
+                let shown_vars = vars.len();
+                // The state keeps a member's variables from the events that add it.
+                if d.carries_channel_data && d.action != "member-queue-end" {
+                    for v in settings.state_vars.iter().flatten() {
+                        if !vars.contains(v) {
+                            vars.push(v.clone());
+                        }
+                    }
+                }
                 Entry {
                     def: d,
                     name,
+                    publish,
+                    shown_vars,
                     vars: vars
                         .into_iter()
                         .filter_map(|v| CString::new(v).ok())
@@ -314,13 +356,13 @@ impl Catalogue {
                 by_action[a] = Some(i);
             }
         }
-        let published = (0..ACTIONS.len())
+        let captured = (0..ACTIONS.len())
             .filter(|&a| by_action[a].is_some())
             .fold(0, |m, a| m | (1 << a));
         Catalogue {
             entries,
             by_action,
-            published,
+            captured,
             format,
             routes,
         }
@@ -385,6 +427,7 @@ mod tests {
             renames: vec![("bridge-agent-end".into(), "Call-Ended".into())],
             variables: Some(vec!["campaign_id".into()]),
             variables_for: vec![("member-queue-start".into(), vec![])],
+            state_vars: None,
         });
         let end = c.entry(c.lookup(b"bridge-agent-end").unwrap());
         assert_eq!(&*end.name, "Call-Ended");
@@ -392,6 +435,26 @@ mod tests {
         assert!(end.vars_from_session());
         let start = c.entry(c.lookup(b"member-queue-start").unwrap());
         assert!(start.vars.is_empty());
+    }
+
+    #[test]
+    fn the_state_mirror_captures_its_actions_unpublished_with_its_variables_hidden() {
+        let c = Catalogue::new(&EventSettings {
+            variables_for: vec![("member-queue-start".into(), vec!["campaign_id".into()])],
+            selection: Selection::List(vec!["member-queue-start".into()]),
+            state_vars: Some(vec!["campaign_id".into(), "callrequest_id".into()]),
+            ..EventSettings::default()
+        });
+        let start = c.entry(c.lookup(b"member-queue-start").unwrap());
+        assert!(start.publish);
+        assert_eq!(start.shown_vars, 1, "only the published variable is shown");
+        assert_eq!(start.var_name(1), "callrequest_id");
+        let count = c.entry(c.lookup(b"members-count").unwrap());
+        assert!(!count.publish, "captured for the state only");
+        assert!(c.lookup(b"agent-max-no-answer").is_none());
+        assert!(c.lookup(b"agent-status-get").is_none());
+        let stateful = ACTIONS.iter().filter(|a| a.affects_state).count();
+        assert_eq!(c.entries.len(), stateful);
     }
 
     #[test]

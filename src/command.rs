@@ -6,14 +6,16 @@ use crate::config::Settings;
 use crate::stats::Snapshot;
 
 pub const NAME: &str = "cc_events";
-pub const SYNTAX: &str = "status [json] | reload | test [<CC-Action>]";
-pub const USAGE: &str = "-USAGE: cc_events status [json] | reload | test [<CC-Action>]\n";
+pub const SYNTAX: &str = "status [json] | state | reload | test [<CC-Action>]";
+pub const USAGE: &str = "-USAGE: cc_events status [json] | state | reload | test [<CC-Action>]\n";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Status,
     StatusJson,
     Reload,
+    /// The live state mirror's counts.
+    State,
     /// A synthetic event of this action (default agent-status-change).
     Test(String),
     Usage,
@@ -25,6 +27,7 @@ pub fn parse(args: &str) -> Command {
         ["status"] => Command::Status,
         ["status", "json"] => Command::StatusJson,
         ["reload"] => Command::Reload,
+        ["state"] => Command::State,
         ["test"] => Command::Test("agent-status-change".into()),
         ["test", action] => Command::Test(action.to_string()),
         _ => Command::Usage,
@@ -37,6 +40,7 @@ pub fn completions() -> Vec<String> {
         "add cc_events status".to_string(),
         "add cc_events status json".to_string(),
         "add cc_events reload".to_string(),
+        "add cc_events state".to_string(),
         "add cc_events test".to_string(),
     ];
     lines.extend(
@@ -118,6 +122,61 @@ pub fn render_status(settings: &Settings, s: &Snapshot) -> String {
                 .join(", ")
         },
     )
+}
+
+/// What `cc_events state` prints.
+pub fn render_state(report: Option<&crate::state::Report>) -> String {
+    let Some(r) = report else {
+        return "-ERR the state mirror is off: add <param name=\"state\" value=\"true\"/> to cc_events.conf, then cc_events reload\n".to_string();
+    };
+    let seeded = match r.seeded_at {
+        Some(us) => format!(
+            "{} ({} seeds, {} refreshes)",
+            utc(UNIX_EPOCH + std::time::Duration::from_micros(us)),
+            r.seeds,
+            r.refreshes
+        ),
+        None => "not yet".to_string(),
+    };
+    let source = match &r.waiting_for {
+        None if r.seeded_at.is_some() => "read".to_string(),
+        None => "not read yet".to_string(),
+        Some(why) => format!("NOT available: {why}"),
+    };
+    format!(
+        "keys:           {prefix}:agents {prefix}:queues {prefix}:members:<queue> {prefix}:meta\n\
+         agents:         {agents}\n\
+         queues:         {queues}\n\
+         waiting:        {waiting}\n\
+         answering:      {answering}\n\
+         last seed:      {seeded}\n\
+         last sequence:  {sequence}\n\
+         mod_callcenter: {source}\n",
+        prefix = r.prefix,
+        agents = r.counts.agents,
+        queues = r.counts.queues,
+        waiting = r.counts.waiting,
+        answering = r.counts.answering,
+        sequence = r.sequence.map_or("none yet".to_string(), |s| s.to_string()),
+    )
+}
+
+/// The `state:` line of `cc_events status`.
+pub fn state_line(report: Option<&crate::state::Report>) -> String {
+    match report {
+        None => "state:      off\n".to_string(),
+        Some(r) => match (&r.waiting_for, r.seeded_at) {
+            (Some(why), _) => format!(
+                "state:      {}:* waiting for mod_callcenter: {why}\n",
+                r.prefix
+            ),
+            (None, None) => format!("state:      {}:* not seeded yet\n", r.prefix),
+            (None, Some(_)) => format!(
+                "state:      {}:* {} agents, {} queues, {} waiting\n",
+                r.prefix, r.counts.agents, r.counts.queues, r.counts.waiting
+            ),
+        },
+    }
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC`, without a date crate.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::catalogue::{self, EventSettings, Selection};
 use crate::format;
 use crate::routes::{Routes, Template};
+use crate::state::StateSettings;
 
 /// Where and how to reach Redis. The password is kept out of `Display`/`Debug`.
 #[derive(Clone, PartialEq, Eq)]
@@ -52,6 +53,8 @@ pub struct Settings {
     pub idle_ping: Duration,
     pub events: EventSettings,
     pub format: format::Kind,
+    /// The live state mirror; None: off.
+    pub state: Option<StateSettings>,
 }
 
 impl Default for Settings {
@@ -75,6 +78,7 @@ impl Default for Settings {
             idle_ping: Duration::from_millis(1000),
             events: EventSettings::default(),
             format: format::Kind::Seed,
+            state: None,
         }
     }
 }
@@ -100,7 +104,16 @@ impl fmt::Display for Settings {
             self.reconnect_max.as_millis(),
             self.shutdown_flush.as_millis(),
             self.idle_ping.as_millis(),
-        )
+        )?;
+        if let Some(st) = &self.state {
+            write!(
+                f,
+                " state on prefix '{}' refresh {} s",
+                st.prefix,
+                st.refresh.as_secs()
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -162,6 +175,10 @@ pub const PARAMS: &[&str] = &[
     "variables",
     "name-<action>",
     "variables-<action>",
+    "state",
+    "state-prefix",
+    "state-refresh-s",
+    "state-variables",
 ];
 
 /// A comma-separated list, trimmed, without empty items.
@@ -190,6 +207,18 @@ fn template(param: &str, value: &str) -> Result<Option<Template>, ConfigError> {
     Template::parse(v)
         .map(Some)
         .map_err(|why| err(param, value, &why))
+}
+
+/// `{cc}`-style braces around anything but `host`: a Redis Cluster hash tag.
+fn is_hash_tagged(prefix: &str) -> bool {
+    let mut rest = prefix;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            return false;
+        };
+        rest = &rest[open + close + 1..];
+    }
+    !rest.contains('}')
 }
 
 /// The action a per-event param names (`name-agent-offering`), checked.
@@ -262,8 +291,39 @@ impl Settings {
     {
         let mut s = Settings::default();
         let mut warnings = Vec::new();
+        let mut state_on = false;
+        let mut state = StateSettings::default();
         for (name, value) in params {
             match name {
+                "state" => {
+                    state_on = match value.trim() {
+                        "true" | "yes" | "on" => true,
+                        "false" | "no" | "off" | "" => false,
+                        _ => return Err(err(name, value, "use true or false")),
+                    }
+                }
+                "state-prefix" => {
+                    let v = non_empty(
+                        name,
+                        value,
+                        "give a key prefix such as cc_state or {cc}:{host}",
+                    )?;
+                    if v.chars().any(char::is_whitespace) {
+                        return Err(err(name, value, "a key prefix must not contain spaces"));
+                    }
+                    if v.replace("{host}", "").contains(['{', '}']) && !is_hash_tagged(&v) {
+                        return Err(err(
+                            name,
+                            value,
+                            "the only placeholder is {host}; a Redis Cluster hash tag such as {cc} is kept as it is",
+                        ));
+                    }
+                    state.prefix = v;
+                }
+                "state-refresh-s" => {
+                    state.refresh = Duration::from_secs(int_in(name, value, 0u64, 86_400)?)
+                }
+                "state-variables" => state.variables = variables(name, value)?,
                 "host" => s.redis.host = non_empty(name, value, "give a host name or IP address")?,
                 "port" => s.redis.port = int_in(name, value, 1u16, 65535)?,
                 "username" => s.redis.username = Some(value.to_owned()).filter(|v| !v.is_empty()),
@@ -350,6 +410,20 @@ impl Settings {
                 "",
                 "with an empty channel, set stream (or extra-channel): otherwise nothing is published",
             ));
+        }
+        if state_on {
+            if let Some(st) = &s.routes.stream {
+                let varying = ["{queue}", "{agent}", "{event}", "{action}"];
+                if varying.iter().any(|p| st.as_str().contains(p)) {
+                    return Err(err(
+                        "stream",
+                        st.as_str(),
+                        "with state=true the stream is the state's change log and must be one key: only {host} may vary",
+                    ));
+                }
+            }
+            s.events.state_vars = Some(state.variables.clone());
+            s.state = Some(state);
         }
         if s.redis.username.is_some() && s.redis.password.is_none() {
             return Err(err(

@@ -20,6 +20,7 @@ pub mod publisher;
 mod queue;
 pub mod routes;
 mod spares;
+pub mod state;
 pub mod stats;
 mod stop;
 mod worker;

@@ -11,7 +11,7 @@ use crate::config::Settings;
 use crate::fs::event::{Binding, Event};
 use crate::fs::log::{log, logger};
 use crate::fs::session::Channel;
-use crate::fs::{api, event, thread, xml};
+use crate::fs::{api, callcenter_api, event, thread, xml};
 use crate::logger::Level;
 use crate::publisher::Publisher;
 
@@ -62,12 +62,13 @@ pub fn start(on_event: unsafe extern "C" fn(*mut crate::ffi::switch_event_t)) ->
     }
     let settings = parsed.settings;
 
-    let publisher = Publisher::start(settings.clone(), logger(), thread::spawn).map_err(|e| {
-        log(
-            Level::Error,
-            &format!("cannot start the Redis worker thread: {e}; mod_cc_events not loaded"),
-        )
-    })?;
+    let publisher = Publisher::start(settings.clone(), logger(), thread::spawn, Some(source()))
+        .map_err(|e| {
+            log(
+                Level::Error,
+                &format!("cannot start the Redis worker thread: {e}; mod_cc_events not loaded"),
+            )
+        })?;
     let binding = event::bind_custom(MODULE_NAME, SUBCLASS, on_event, Box::new(publisher))
         .map_err(|publisher| {
             log(
@@ -89,6 +90,15 @@ pub fn start(on_event: unsafe extern "C" fn(*mut crate::ffi::switch_event_t)) ->
         ),
     );
     Ok(())
+}
+
+/// How the state mirror reaches FreeSWITCH, from the worker thread.
+fn source() -> crate::state::Source {
+    crate::state::Source {
+        query: callcenter_api::callcenter_config,
+        member_vars: callcenter_api::member_vars,
+        identity: callcenter_api::identity,
+    }
 }
 
 /// Unbinds, flushes within `shutdown-flush-ms`, joins the worker. Idempotent.
@@ -136,7 +146,7 @@ pub fn handle_event(event: &Event<'_>, publisher: &Publisher) {
         return;
     }
     let scan = match callcenter::scan_raw(
-        publisher.published(),
+        publisher.captured(),
         || publisher.catalogue(),
         event.c_headers(),
     ) {
@@ -176,7 +186,12 @@ pub fn api_command(args: &str) -> String {
     let p = r.binding.data();
     match cmd {
         Command::Usage => command::USAGE.to_string(),
-        Command::Status => command::render_status(&p.settings(), &p.stats().snapshot()),
+        Command::Status => {
+            let mut out = command::render_status(&p.settings(), &p.stats().snapshot());
+            out.push_str(&command::state_line(p.state().as_ref()));
+            out
+        }
+        Command::State => command::render_state(p.state().as_ref()),
         Command::StatusJson => command::render_status_json(&p.settings(), &p.stats().snapshot()),
         Command::Reload => reload(p),
         Command::Test(action) => test_event(p, &action),

@@ -18,6 +18,7 @@ use crate::link::Link;
 use crate::logger::LogFn;
 use crate::queue::Queue;
 use crate::spares::Spares;
+use crate::state::{self, Source};
 use crate::stats::Stats;
 use crate::stop::Stop;
 use crate::worker::Worker;
@@ -44,9 +45,10 @@ pub struct Publisher {
     catalogue: RwLock<Arc<Catalogue>>,
     /// `queue-size`: what `held` may reach. Changes on reload.
     capacity: AtomicU64,
-    /// The catalogue's `published` bits, so that the callback can ignore an
+    /// The catalogue's `captured` bits, so that the callback can ignore an
     /// event without touching the shared catalogue.
-    published: AtomicU32,
+    captured: AtomicU32,
+    state_report: Arc<state::Shared>,
 }
 
 /// What a reload changed, for its reply.
@@ -86,7 +88,13 @@ pub struct ShutdownReport {
 }
 
 impl Publisher {
-    pub fn start(settings: Settings, log: LogFn, spawn: Spawn) -> io::Result<Publisher> {
+    /// `source`: how the state mirror reaches mod_callcenter (None: it cannot).
+    pub fn start(
+        settings: Settings,
+        log: LogFn,
+        spawn: Spawn,
+        source: Option<Source>,
+    ) -> io::Result<Publisher> {
         // `held` bounds what is waiting to queue-size exactly, so the queue
         // needs no bound of its own (and queue-size can change on reload).
         let queue = Arc::new(Queue::default());
@@ -94,7 +102,10 @@ impl Publisher {
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(Stop::default());
         let panicked = Arc::new(AtomicBool::new(false));
+        let state_report = Arc::new(state::Shared::default());
         let worker = Worker {
+            source,
+            state_report: state_report.clone(),
             queue: queue.clone(),
             spares: spares.clone(),
             stats: stats.clone(),
@@ -117,7 +128,8 @@ impl Publisher {
             stop,
             join: Mutex::new(Some(join)),
             panicked,
-            published: AtomicU32::new(catalogue.published),
+            state_report,
+            captured: AtomicU32::new(catalogue.captured),
             catalogue: RwLock::new(Arc::new(catalogue)),
             capacity: AtomicU64::new(settings.queue_size as u64),
             settings: RwLock::new(Arc::new(settings)),
@@ -148,6 +160,11 @@ impl Publisher {
         self.stop.note_full();
     }
 
+    /// The state mirror's report; None when `state` is off.
+    pub fn state(&self) -> Option<state::Report> {
+        self.state_report.get()
+    }
+
     /// Counts a callcenter::info event that had no CC-Action; the worker logs the count.
     pub fn note_malformed(&self) {
         self.stats.malformed.fetch_add(1, Relaxed);
@@ -158,9 +175,9 @@ impl Publisher {
         self.spares.get()
     }
 
-    /// Bit `i` set when `catalogue::ACTIONS[i]` is published.
-    pub fn published(&self) -> u32 {
-        self.published.load(Relaxed)
+    /// Bit `i` set when `catalogue::ACTIONS[i]` is captured (published, or kept for the state).
+    pub fn captured(&self) -> u32 {
+        self.captured.load(Relaxed)
     }
 
     /// The catalogue events are captured with now.
@@ -176,9 +193,9 @@ impl Publisher {
         let reconnect = old.redis != settings.redis;
         let catalogue = Arc::new(settings.catalogue());
         // Both bits and catalogue are checked per event: the catalogue decides.
-        self.published.fetch_or(catalogue.published, Relaxed);
+        self.captured.fetch_or(catalogue.captured, Relaxed);
         write(&self.catalogue, catalogue.clone());
-        self.published.store(catalogue.published, Relaxed);
+        self.captured.store(catalogue.captured, Relaxed);
         self.capacity.store(settings.queue_size as u64, Relaxed);
         if reconnect {
             self.stats.connected.store(false, Relaxed);

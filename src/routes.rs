@@ -68,6 +68,20 @@ impl Template {
         self.parts.iter().all(|p| matches!(p, Part::Text(_)))
     }
 
+    /// The name with only `{host}` known (no event): None when it has other placeholders.
+    pub fn render_host(&self, host: &str) -> Option<String> {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Host if !host.is_empty() => out.push_str(host),
+                Part::Host => out.push_str(MISSING),
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
     pub fn render(&self, ev: &CapturedEvent, out: &mut String) {
         out.clear();
         for p in &self.parts {
@@ -150,9 +164,8 @@ impl Routes {
         s
     }
 
-    /// Appends the event's commands to `out` and returns how many there are
-    /// (each gets one reply).
-    pub fn commands(&self, ev: &CapturedEvent, payload: &[u8], out: &mut Vec<u8>) -> usize {
+    /// The PUBLISH commands of one event, appended to `out`; returns how many.
+    pub fn publish(&self, ev: &CapturedEvent, payload: &[u8], out: &mut Vec<u8>) -> usize {
         let mut n = 0;
         let mut name = String::with_capacity(64);
         if let Some(ch) = &self.channel {
@@ -166,6 +179,48 @@ impl Routes {
                 n += 1;
             }
         }
+        n
+    }
+
+    /// The stream entry of one event, for the state mirror's XADD: the key and
+    /// the arguments after it. `payload` None: an action only the state
+    /// captures, whose entry carries the state change alone.
+    pub fn stream_entry(
+        &self,
+        ev: &CapturedEvent,
+        payload: Option<&[u8]>,
+    ) -> Option<(String, Vec<Vec<u8>>)> {
+        let stream = self.stream.as_ref()?;
+        let mut key = String::with_capacity(64);
+        stream.render(ev, &mut key);
+        let seq = ev.meta.sequence.map(|s| s.to_string()).unwrap_or_default();
+        let core = ev.meta.core_uuid.map_or("", |s| ev.text(s));
+        let mut args: Vec<Vec<u8>> = vec![
+            b"MAXLEN".to_vec(),
+            b"~".to_vec(),
+            self.stream_maxlen.to_string().into_bytes(),
+            b"*".to_vec(),
+            b"event".to_vec(),
+            ev.name().as_bytes().to_vec(),
+            b"action".to_vec(),
+            ev.action().as_bytes().to_vec(),
+            b"sequence".to_vec(),
+            seq.into_bytes(),
+            b"core_uuid".to_vec(),
+            core.as_bytes().to_vec(),
+        ];
+        if let Some(p) = payload {
+            args.push(b"payload".to_vec());
+            args.push(p.to_vec());
+        }
+        Some((key, args))
+    }
+
+    /// Appends the event's commands to `out` and returns how many there are
+    /// (each gets one reply).
+    pub fn commands(&self, ev: &CapturedEvent, payload: &[u8], out: &mut Vec<u8>) -> usize {
+        let mut n = self.publish(ev, payload, out);
+        let mut name = String::with_capacity(64);
         if let Some(stream) = &self.stream {
             stream.render(ev, &mut name);
             let maxlen = self.stream_maxlen.to_string();

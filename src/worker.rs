@@ -20,6 +20,7 @@ use crate::link::{resp, Failure, Link};
 use crate::logger::{Level, LogFn};
 use crate::queue::{Queue, Wait};
 use crate::spares::Spares;
+use crate::state::{self, Mirror, Source, StreamTarget};
 use crate::stats::Stats;
 use crate::stop::Stop;
 
@@ -37,6 +38,9 @@ pub struct Pending {
     pub replies: usize,
     /// The published name, for the per-event counts.
     pub name: Arc<str>,
+    /// An event from the queue; false: the state mirror's own write (a seed,
+    /// a refresh, an expiry), which no counter counts.
+    pub event: bool,
 }
 
 /// How many events, from the first, are confirmed when the first `ok` replies
@@ -64,7 +68,36 @@ pub struct Worker {
     pub link: Box<dyn Link>,
     /// Makes the link for new connection settings (reload).
     pub new_link: fn(&crate::config::RedisSettings, Arc<Stop>) -> Box<dyn Link>,
+    /// How the state mirror reaches mod_callcenter; None: no mirror possible.
+    pub source: Option<Source>,
+    /// What the mirror reports to `cc_events state`.
+    pub state_report: Arc<state::Shared>,
 }
+
+/// The state mirror as the worker runs it.
+struct StateRun {
+    mirror: Mirror,
+    /// A full seed (load, reload, a reconnect, dropped events) or a refresh.
+    due: Option<Due>,
+    next_refresh: Instant,
+    /// Not before this: mod_callcenter was not there.
+    retry_at: Instant,
+    next_expiry: Instant,
+    script_loaded: bool,
+    /// Events taken before the seed in Redis was read: it holds their effect.
+    skip: usize,
+    /// `rejected` when the last seed was read: more means events were dropped.
+    rejected_seen: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Due {
+    Seed,
+    Refresh,
+}
+
+/// How often a mirror waiting for mod_callcenter asks again.
+const STATE_RETRY: Duration = Duration::from_secs(1);
 
 struct Run {
     w: Worker,
@@ -81,6 +114,9 @@ struct Run {
     ever_connected: bool,
     /// Written in the exchange the shutdown cut short.
     in_flight: usize,
+    state: Option<StateRun>,
+    /// The last connection was closed quietly (idle): no reseed needed.
+    quiet: bool,
 }
 
 enum Next {
@@ -121,6 +157,7 @@ impl Worker {
             Backoff::seed(),
         );
         let batch = VecDeque::with_capacity(self.settings.batch_size);
+        let state = new_state(&self);
         let mut run = Run {
             w: self,
             backoff,
@@ -133,10 +170,29 @@ impl Worker {
             last_io: Instant::now(),
             ever_connected: false,
             in_flight: 0,
+            state,
+            quiet: false,
         };
+        run.report_state();
         run.main_loop();
         run.finish();
     }
+}
+
+fn new_state(w: &Worker) -> Option<StateRun> {
+    let settings = w.settings.state.clone()?;
+    let source = w.source?;
+    let now = Instant::now();
+    Some(StateRun {
+        mirror: Mirror::new(settings, source),
+        due: Some(Due::Seed),
+        next_refresh: now,
+        retry_at: now,
+        next_expiry: now,
+        script_loaded: false,
+        skip: 0,
+        rejected_seen: w.stats.rejected.load(Relaxed),
+    })
 }
 
 impl Run {
@@ -159,6 +215,9 @@ impl Run {
             }
             if !self.w.link.is_connected() {
                 self.connect();
+                continue;
+            }
+            if self.batch.is_empty() && !draining && self.state_work() {
                 continue;
             }
             if self.batch.is_empty() {
@@ -205,6 +264,14 @@ impl Run {
                 if self.ever_connected {
                     self.w.stats.reconnects.fetch_add(1, Relaxed);
                 }
+                if let Some(st) = &mut self.state {
+                    st.script_loaded = false;
+                    // Redis may have restarted empty: write the whole state again.
+                    if self.ever_connected && !self.quiet {
+                        st.due = Some(Due::Seed);
+                    }
+                }
+                self.quiet = false;
                 self.ever_connected = true;
                 self.w.stats.connected.store(true, Relaxed);
                 self.health.connected(&self.w.log, &self.w.link.describe());
@@ -236,7 +303,16 @@ impl Run {
             );
         }
         self.backoff = Backoff::new(new.reconnect_min, new.reconnect_max, Backoff::seed());
+        let same_state = new.state == self.w.settings.state;
         self.w.settings = new;
+        match &mut self.state {
+            // `cc_events reload` reseeds: the operator may have changed mod_callcenter too.
+            Some(st) if same_state => st.due = Some(Due::Seed),
+            _ => {
+                self.state = new_state(&self.w);
+                self.report_state();
+            }
+        }
     }
 
     /// Closed after a real idle period is routine (Redis `timeout`, a proxy's
@@ -259,6 +335,7 @@ impl Run {
     /// An idle connection found closed is routine (Redis `timeout`, a proxy):
     /// reconnect at once, without a warning or an error in status.
     fn quiet_reconnect(&mut self, why: &str) {
+        self.quiet = true;
         self.w.link.close();
         self.w.stats.connected.store(false, Relaxed);
         self.w.log.log(
@@ -312,13 +389,16 @@ impl Run {
         let ex = self.w.link.exchange(&self.out, replies, until);
         self.last_io = Instant::now();
         let n = confirmed(&self.batch, ex.ok);
-        self.w
-            .stats
-            .count_published(self.batch.iter().take(n).map(|p| &p.name));
+        let done = self.batch.iter().take(n).filter(|p| p.event);
+        self.w.stats.count_published(done.clone().map(|p| &p.name));
+        let events = done.count() as u64;
         self.batch.drain(..n);
         self.note_in_batch();
-        self.w.stats.published.fetch_add(n as u64, Relaxed);
-        self.w.stats.held.fetch_sub(n as u64, Relaxed);
+        self.w.stats.published.fetch_add(events, Relaxed);
+        self.w.stats.held.fetch_sub(events, Relaxed);
+        if n > 0 {
+            self.report_state();
+        }
         let connected = self.w.link.is_connected();
         self.w.stats.connected.store(connected, Relaxed);
         let Some(f) = ex.failure else {
@@ -332,6 +412,12 @@ impl Run {
             // still publish them, but nobody confirmed them.
             self.in_flight = self.batch.len();
             return;
+        }
+        if let (Some(st), Failure::Refused(e)) = (&mut self.state, &f) {
+            // SCRIPT FLUSH, or a failover to a server that never saw it.
+            if e.starts_with("NOSCRIPT") {
+                st.script_loaded = false;
+            }
         }
         let msg = match f {
             Failure::Refused(e) => format!(
@@ -388,14 +474,18 @@ impl Run {
     /// What the worker holds (taken off the queue, or in the batch), for the
     /// accounting after a panic.
     fn note_in_batch(&self) {
+        let events = self.batch.iter().filter(|p| p.event).count();
         self.w
             .stats
             .in_batch
-            .store((self.batch.len() + self.taken.len()) as u64, Relaxed);
+            .store((events + self.taken.len()) as u64, Relaxed);
     }
 
     /// Formats one event into the commands it needs.
     fn take(&mut self, ev: CapturedEvent) {
+        if self.state.is_some() {
+            return self.take_with_state(ev);
+        }
         // The payload is only a step towards the commands: one scratch buffer.
         self.payload.clear();
         ev.catalogue.format.format().write(&ev, &mut self.payload);
@@ -410,7 +500,164 @@ impl Run {
             commands,
             replies,
             name,
+            event: true,
         });
+    }
+
+    /// With the mirror on: the event's PUBLISH (when published), then one
+    /// state call holding its XADD, its hash writes and `meta`, atomically.
+    fn take_with_state(&mut self, ev: CapturedEvent) {
+        let Some(st) = &mut self.state else { return };
+        let entry = ev.catalogue.entry(ev.entry);
+        let routes = &ev.catalogue.routes;
+        let mut commands = Vec::with_capacity(1024);
+        let mut replies = 0;
+        self.payload.clear();
+        if entry.publish {
+            ev.catalogue.format.format().write(&ev, &mut self.payload);
+            replies += routes.publish(&ev, &self.payload, &mut commands);
+        }
+        let payload = entry.publish.then_some(self.payload.as_slice());
+        let xadd = routes.stream_entry(&ev, payload);
+        let apply = if st.skip > 0 {
+            st.skip -= 1;
+            false
+        } else {
+            true
+        };
+        let xadd_ref = xadd
+            .as_ref()
+            .map(|(k, a)| (k.as_str(), a.iter().map(Vec::as_slice).collect()));
+        st.mirror.event(&ev, apply, xadd_ref, &mut commands);
+        replies += 1;
+        let name = entry.name.clone();
+        self.w.spares.put(ev.into_spare());
+        self.batch.push_back(Pending {
+            commands,
+            replies,
+            name,
+            event: true,
+        });
+    }
+
+    /// The mirror's own writes, when the batch is empty: load the script on a
+    /// new connection, then a seed or refresh when due, then expiries. True
+    /// when it queued or sent something (the loop goes round again).
+    fn state_work(&mut self) -> bool {
+        let Some(st) = &mut self.state else {
+            return false;
+        };
+        if !st.script_loaded {
+            let mut load = Vec::new();
+            state::script::load(&mut load);
+            let until = self
+                .w
+                .stop
+                .cap(Instant::now() + self.w.settings.redis.io_timeout);
+            let ex = self.w.link.exchange(&load, 1, until);
+            self.last_io = Instant::now();
+            match ex.failure {
+                None => st.script_loaded = true,
+                Some(f) => {
+                    let msg = match f {
+                        Failure::Refused(e) => format!(
+                            "Redis refused to load the state mirror's script: {e}; with state=true the module's Redis user needs +evalsha and +script|load (see the README's ACL)"
+                        ),
+                        other => format!("{}; reconnecting", other.message()),
+                    };
+                    self.w
+                        .stats
+                        .connected
+                        .store(self.w.link.is_connected(), Relaxed);
+                    self.health.failed(&self.w.log, &self.w.stats, msg);
+                    self.pause();
+                }
+            }
+            return true;
+        }
+        let now = Instant::now();
+        let rejected = self.w.stats.rejected.load(Relaxed);
+        if rejected != st.rejected_seen && st.mirror.seeded {
+            // Events were dropped: the state missed them.
+            st.due = Some(Due::Seed);
+        }
+        let refresh = st.mirror.settings().refresh;
+        if st.due.is_none() && !refresh.is_zero() && now >= st.next_refresh && st.mirror.seeded {
+            st.due = Some(Due::Refresh);
+        }
+        let stream_key = self
+            .w
+            .settings
+            .routes
+            .stream
+            .as_ref()
+            .and_then(|t| t.render_host(st.mirror.host()));
+        let maxlen = self.w.settings.routes.stream_maxlen;
+        let target = || {
+            stream_key
+                .as_deref()
+                .map(|key| StreamTarget { key, maxlen })
+        };
+        let mut commands = Vec::new();
+        let mut name = "State-Update";
+        if let (Some(due), true) = (st.due, now >= st.retry_at) {
+            match st.mirror.read() {
+                Err(why) => {
+                    if st.mirror.report.waiting_for.as_deref() != Some(why.as_str()) {
+                        self.w.log.log(
+                            Level::Warning,
+                            &format!("state mirror: cannot read mod_callcenter's state: {why}; retrying every second"),
+                        );
+                    }
+                    st.mirror.not_available(why);
+                    st.retry_at = now + STATE_RETRY;
+                }
+                Ok(fresh) => {
+                    // Everything captured so far is in what was just read.
+                    self.w.queue.take_all(&mut self.taken);
+                    st.skip = self.taken.len();
+                    st.rejected_seen = rejected;
+                    st.due = None;
+                    st.next_refresh = now + refresh;
+                    let first = !st.mirror.seeded || st.mirror.report.waiting_for.is_some();
+                    if due == Due::Seed || !st.mirror.seeded {
+                        st.mirror.seed(fresh, target(), &mut commands);
+                        name = "State-Seed";
+                        let c = st.mirror.report.counts;
+                        self.w.log.log(
+                            if first { Level::Info } else { Level::Notice },
+                            &format!(
+                                "state mirror seeded under '{}:*': {} agents, {} queues, {} waiting",
+                                st.mirror.keys.prefix, c.agents, c.queues, c.waiting
+                            ),
+                        );
+                    } else {
+                        st.mirror.refresh(fresh, target(), &mut commands);
+                    }
+                }
+            }
+        }
+        if commands.is_empty() && now >= st.next_expiry {
+            st.next_expiry = now + IDLE_WAKE;
+            st.mirror.expire(target(), &mut commands);
+        }
+        if commands.is_empty() {
+            return false;
+        }
+        self.batch.push_back(Pending {
+            commands,
+            replies: 1,
+            name: Arc::from(name),
+            event: false,
+        });
+        self.send();
+        true
+    }
+
+    /// Publishes the mirror's report for `cc_events state`.
+    fn report_state(&self) {
+        let r = self.state.as_ref().map(|st| st.mirror.report.clone());
+        self.w.state_report.set(r);
     }
 
     fn finish(&mut self) {
@@ -440,6 +687,7 @@ mod tests {
                 commands: Vec::new(),
                 replies: r,
                 name: Arc::from("x"),
+                event: true,
             })
             .collect()
     }

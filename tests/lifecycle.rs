@@ -102,6 +102,7 @@ fn status_command_usage_and_tab_completion() {
         "status",
         "status json",
         "reload",
+        "state",
         "test",
         "test agent-offering",
     ] {
@@ -134,13 +135,14 @@ fn status_command_usage_and_tab_completion() {
          queued:     0 of 500\n\
          reconnects: 0\n\
          last error: none\n\
-         by event:   Agent-Status-Change 8\n",
+         by event:   Agent-Status-Change 8\n\
+         state:      off\n",
         env!("CARGO_PKG_VERSION"),
         redis.port
     );
     assert_eq!(out, expected);
 
-    let usage = "-USAGE: cc_events status [json] | reload | test [<CC-Action>]\n";
+    let usage = "-USAGE: cc_events status [json] | state | reload | test [<CC-Action>]\n";
     assert_eq!(core::api("cc_events", "").unwrap(), usage);
     assert_eq!(core::api("cc_events", "stats").unwrap(), usage);
     assert_eq!(core::api("cc_events", "status extra").unwrap(), usage);

@@ -61,7 +61,7 @@ impl Format for Envelope {
         }
         out.extend_from_slice(b",\"data\":{");
         let mut key = String::with_capacity(32);
-        for (i, f) in ev.fields.iter().enumerate() {
+        for (i, f) in ev.shown_fields().enumerate() {
             if i > 0 {
                 out.push(b',');
             }

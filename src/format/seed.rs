@@ -17,7 +17,7 @@ impl Format for Seed {
         json_str(out, &outer);
         out.extend_from_slice(b" : {");
         let mut key = String::with_capacity(32);
-        for (i, f) in ev.fields.iter().enumerate() {
+        for (i, f) in ev.shown_fields().enumerate() {
             if i > 0 {
                 out.extend_from_slice(b", ");
             }

@@ -2,6 +2,7 @@
 //! Together with `lib.rs` this is the only code with `unsafe`.
 
 pub mod api;
+pub mod callcenter_api;
 pub mod event;
 pub mod log;
 pub mod resolve;

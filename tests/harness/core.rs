@@ -270,7 +270,19 @@ struct Core {
     echo_logs: AtomicBool,
     completions: Mutex<Vec<String>>,
     modules: Mutex<Vec<usize>>,
+    /// mod_callcenter's `callcenter_config` JSON API: the `response` for an
+    /// `arguments` string. None: mod_callcenter is not loaded.
+    callcenter: Mutex<Option<CallcenterApi>>,
+    /// `json` API calls served, by their `arguments`.
+    callcenter_calls: Mutex<Vec<String>>,
 }
+
+/// What `callcenter_config <arguments>` answers in its JSON API's `response`.
+pub type CallcenterApi = Arc<dyn Fn(&str) -> Option<serde_json::Value> + Send + Sync>;
+
+/// The switchname and core UUID the harness's FreeSWITCH reports.
+pub const SWITCHNAME: &CStr = c"harness";
+pub const CORE_UUID: &CStr = c"00000000-0000-4000-8000-00000000c0de";
 
 // SAFETY: the raw pointers inside are only touched under the core's locks.
 unsafe impl Send for XmlTree {}
@@ -287,6 +299,16 @@ pub fn exclusive() -> MutexGuard<'static, ()> {
 
 pub fn set_config_file(path: Option<&Path>) {
     *CORE.config_file.lock().unwrap() = path.map(Path::to_path_buf);
+}
+
+/// Loads (Some) or unloads (None) the harness's mod_callcenter JSON API.
+pub fn set_callcenter(api: Option<CallcenterApi>) {
+    *CORE.callcenter.lock().unwrap() = api;
+}
+
+/// The `arguments` of every `callcenter_config` JSON call so far, and clears them.
+pub fn take_callcenter_calls() -> Vec<String> {
+    std::mem::take(&mut *CORE.callcenter_calls.lock().unwrap())
 }
 
 pub fn echo_logs(on: bool) {
@@ -794,6 +816,94 @@ extern "C" {
 }
 
 // ---------------------------------------------------------------- the core functions
+
+/// Writes through the stream's own write function, as FreeSWITCH's API code does.
+fn stream_write(stream: *mut ffi::switch_stream_handle_t, text: &str) {
+    let text = CString::new(text.replace('\0', "")).unwrap();
+    // SAFETY: the caller's stream is valid for this call; "%s" takes one C string.
+    unsafe {
+        let write = (*stream)
+            .write_function
+            .expect("stream without write_function");
+        write(stream, c"%s".as_ptr(), text.as_ptr());
+    }
+}
+
+/// `switch_api_execute` (switch_loadable_module.c): only the `json` command of
+/// mod_commands is here, and through it only mod_callcenter's JSON API, with
+/// `switch_json_api_execute`'s reply shapes.
+#[no_mangle]
+pub extern "C" fn switch_api_execute(
+    cmd: *const c_char,
+    arg: *const c_char,
+    _session: *mut ffi::switch_core_session_t,
+    stream: *mut ffi::switch_stream_handle_t,
+) -> ffi::switch_status_t {
+    assert!(!stream.is_null(), "switch_api_execute asserts a stream");
+    // SAFETY: the module passes NUL-terminated strings or NULL.
+    let cmd = (!cmd.is_null()).then(|| {
+        unsafe { CStr::from_ptr(cmd) }
+            .to_string_lossy()
+            .into_owned()
+    });
+    // SAFETY: as above.
+    let arg = (!arg.is_null()).then(|| {
+        unsafe { CStr::from_ptr(arg) }
+            .to_string_lossy()
+            .into_owned()
+    });
+    if cmd.as_deref() != Some("json") {
+        stream_write(stream, "INVALID COMMAND!\n");
+        return ffi::switch_status_t_SWITCH_STATUS_FALSE;
+    }
+    // mod_commands' json_function.
+    let Some(mut request) = arg
+        .as_deref()
+        .and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok())
+    else {
+        stream_write(stream, "-ERR Parse error.\n");
+        return ffi::switch_status_t_SWITCH_STATUS_SUCCESS;
+    };
+    let api = CORE.callcenter.lock().unwrap().clone();
+    let known = request["command"] == "callcenter_config" && request.get("data").is_some();
+    match api.filter(|_| known) {
+        Some(api) => {
+            let args = request["data"]["arguments"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            CORE.callcenter_calls.lock().unwrap().push(args.clone());
+            match api(&args) {
+                Some(response) => {
+                    request["status"] = "success".into();
+                    request["response"] = response;
+                }
+                None => {
+                    request["status"] = "error".into();
+                    request["message"] = "The command returned an error".into();
+                    request["response"] = serde_json::Value::Null;
+                }
+            }
+        }
+        None => {
+            request["status"] = "error".into();
+            request["message"] = "Invalid request or non-existant command".into();
+            request["response"] = serde_json::Value::Null;
+        }
+    }
+    stream_write(stream, &format!("{request}\n"));
+    ffi::switch_status_t_SWITCH_STATUS_SUCCESS
+}
+
+#[no_mangle]
+pub extern "C" fn switch_core_get_uuid() -> *mut c_char {
+    CORE_UUID.as_ptr().cast_mut()
+}
+
+#[no_mangle]
+pub extern "C" fn switch_core_get_switchname() -> *const c_char {
+    SWITCHNAME.as_ptr()
+}
 
 #[no_mangle]
 pub extern "C" fn cc_events_host_log(

@@ -32,8 +32,9 @@ void switch_log_printf(switch_text_channel_t channel, const char *file, const ch
 	free(msg);
 }
 
-/* Same growth rule as FreeSWITCH's console stream: whole chunks, NUL kept. */
-static switch_status_t host_stream_write(switch_stream_handle_t *handle, const char *fmt, ...)
+/* FreeSWITCH's console stream writer (switch_console.c), which
+ * SWITCH_STANDARD_STREAM installs: grows data with realloc, NUL kept. */
+switch_status_t switch_console_stream_write(switch_stream_handle_t *handle, const char *fmt, ...)
 {
 	va_list ap;
 	char *s = NULL;
@@ -69,6 +70,25 @@ static switch_status_t host_stream_write(switch_stream_handle_t *handle, const c
 	return SWITCH_STATUS_SUCCESS;
 }
 
+switch_status_t switch_console_stream_raw_write(switch_stream_handle_t *handle, uint8_t *data, switch_size_t datalen)
+{
+	size_t need = handle->data_len + datalen + 1;
+	if (need > handle->data_size) {
+		void *grown = realloc(handle->data, need + handle->alloc_chunk);
+		if (!grown) {
+			return SWITCH_STATUS_MEMERR;
+		}
+		handle->data = grown;
+		handle->data_size = need + handle->alloc_chunk;
+		handle->alloc_len = handle->data_size;
+	}
+	memcpy((char *)handle->data + handle->data_len, data, datalen);
+	handle->data_len += datalen;
+	((char *)handle->data)[handle->data_len] = '\0';
+	handle->end = (char *)handle->data + handle->data_len;
+	return SWITCH_STATUS_SUCCESS;
+}
+
 void cc_events_host_stream_init(switch_stream_handle_t *handle)
 {
 	memset(handle, 0, sizeof(*handle));
@@ -77,7 +97,8 @@ void cc_events_host_stream_init(switch_stream_handle_t *handle)
 	handle->alloc_len = 1024;
 	handle->alloc_chunk = 1024;
 	handle->end = handle->data;
-	handle->write_function = host_stream_write;
+	handle->write_function = switch_console_stream_write;
+	handle->raw_write_function = switch_console_stream_raw_write;
 }
 
 void cc_events_host_stream_free(switch_stream_handle_t *handle)

@@ -7,6 +7,7 @@ pub mod core;
 pub mod esl;
 pub mod fixtures;
 pub mod redis;
+pub mod state;
 
 /// The same bindings the module is built with (see build.rs).
 #[allow(

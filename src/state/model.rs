@@ -1,0 +1,675 @@
+//! The mirror's model of mod_callcenter: agents, queues (with their tiers) and
+//! members, kept as the JSON values the Redis hashes hold. Seeded from
+//! mod_callcenter's own JSON API, moved on by its events the way mod_callcenter
+//! moves its database, and compared with a fresh seed to find drift. Pure.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Map, Value};
+
+/// One of the mirror's hashes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Hash {
+    Agents,
+    Queues,
+    /// `members:<queue>`.
+    Members(String),
+}
+
+/// One hash field set (Some) or removed (None).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub hash: Hash,
+    pub field: String,
+    pub value: Option<Value>,
+}
+
+/// What an event carries that the model needs, from whichever format captured it.
+pub trait EventView {
+    fn action(&self) -> &str;
+    /// The value of header `CC-<name>`.
+    fn header(&self, name: &str) -> Option<&str>;
+    /// Event-Date-Timestamp, µs.
+    fn timestamp_us(&self) -> Option<u64>;
+    /// The member's channel variables the event carries, by name.
+    fn variables(&self) -> Vec<(&str, &str)>;
+}
+
+/// Agent fields published, in mod_callcenter's `agent list` spelling.
+const AGENT_TEXT: &[&str] = &["name", "type", "contact", "status", "state"];
+const AGENT_NUMBERS: &[&str] = &[
+    "max_no_answer",
+    "wrap_up_time",
+    "reject_delay_time",
+    "busy_delay_time",
+    "no_answer_delay_time",
+    "last_bridge_start",
+    "last_bridge_end",
+    "last_offered_call",
+    "last_status_change",
+    "no_answer_count",
+    "calls_answered",
+    "talk_time",
+    "ready_time",
+];
+/// Member fields published, in `member list` spelling (not `score`, which
+/// mod_callcenter computes from the clock on every read).
+const MEMBER_TEXT: &[&str] = &[
+    "uuid",
+    "queue",
+    "session_uuid",
+    "cid_number",
+    "cid_name",
+    "state",
+    "serving_agent",
+];
+const MEMBER_NUMBERS: &[&str] = &[
+    "joined_epoch",
+    "rejoined_epoch",
+    "bridge_epoch",
+    "abandoned_epoch",
+];
+/// `queue list` values mod_callcenter gives as numbers or as numbers in strings.
+const QUEUE_NUMBERS: &[&str] = &[
+    "tier_rule_wait_second",
+    "discard_abandoned_after",
+    "max_wait_time",
+    "max_wait_time_with_no_agent",
+    "max_wait_time_with_no_agent_time_reached",
+];
+/// What mod_callcenter uses when a queue does not set it.
+const DEFAULT_DISCARD_ABANDONED_AFTER: i64 = 60;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Tier {
+    agent: String,
+    state: String,
+    level: i64,
+    position: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct QueueConf {
+    /// `queue list`'s row, numbers as numbers, without `name`.
+    config: Map<String, Value>,
+    tiers: Vec<Tier>,
+}
+
+/// The four `callcenter_config` lists a seed reads, as JSON text.
+pub struct Lists<'a> {
+    pub agents: &'a str,
+    pub queues: &'a str,
+    pub tiers: &'a str,
+    pub members: &'a str,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Model {
+    agents: BTreeMap<String, Value>,
+    queues: BTreeMap<String, QueueConf>,
+    /// queue -> member uuid -> member
+    members: BTreeMap<String, BTreeMap<String, Value>>,
+    /// What the `queues` hash holds, derived from the above.
+    rendered: BTreeMap<String, Value>,
+}
+
+/// Counts for `cc_events state`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub agents: usize,
+    pub queues: usize,
+    pub waiting: usize,
+    pub answering: usize,
+}
+
+fn num(v: Option<&Value>) -> i64 {
+    match v {
+        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
+        Some(Value::String(s)) => s.trim().parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn text(v: Option<&Value>) -> &str {
+    v.and_then(Value::as_str).unwrap_or("")
+}
+
+/// The `response` array of a `callcenter_config` JSON reply.
+fn rows(reply: &str, what: &str) -> Result<Vec<Map<String, Value>>, String> {
+    let v: Value = serde_json::from_str(reply).map_err(|e| {
+        format!(
+            "mod_callcenter's '{what}' reply is not JSON ({e}): {}",
+            short(reply)
+        )
+    })?;
+    if v["status"] != "success" {
+        let why = v["message"].as_str().unwrap_or("no message");
+        return Err(format!(
+            "callcenter_config {what} failed: {why} (is mod_callcenter loaded?)"
+        ));
+    }
+    match &v["response"] {
+        Value::Array(a) => Ok(a.iter().filter_map(|r| r.as_object().cloned()).collect()),
+        // mod_callcenter answers an empty list with no array at all.
+        Value::Null => Ok(Vec::new()),
+        other => Err(format!(
+            "callcenter_config {what}: 'response' is not a list: {}",
+            short(&other.to_string())
+        )),
+    }
+}
+
+fn short(s: &str) -> String {
+    let mut end = s.len().min(200);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+fn pick(row: &Map<String, Value>, texts: &[&str], numbers: &[&str]) -> Map<String, Value> {
+    let mut out = Map::new();
+    for k in texts {
+        out.insert((*k).into(), Value::String(text(row.get(*k)).into()));
+    }
+    for k in numbers {
+        out.insert((*k).into(), json!(num(row.get(*k))));
+    }
+    out
+}
+
+fn epoch_s(us: Option<u64>) -> i64 {
+    us.map_or(0, |us| (us / 1_000_000) as i64)
+}
+
+impl Model {
+    /// A model from mod_callcenter's four lists. `vars` reads a member's
+    /// channel variables by session UUID (the JSON API does not have them).
+    pub fn seed(
+        lists: &Lists<'_>,
+        updated_us: u64,
+        mut vars: impl FnMut(&str) -> Map<String, Value>,
+    ) -> Result<Model, String> {
+        let mut m = Model::default();
+        for row in rows(lists.agents, "agent list")? {
+            let name = text(row.get("name")).to_string();
+            if name.is_empty() {
+                continue;
+            }
+            let mut a = pick(&row, AGENT_TEXT, AGENT_NUMBERS);
+            a.insert("updated".into(), json!(updated_us));
+            m.agents.insert(name, Value::Object(a));
+        }
+        for row in rows(lists.queues, "queue list")? {
+            let name = text(row.get("name")).to_string();
+            if name.is_empty() {
+                continue;
+            }
+            let mut config = row.clone();
+            config.remove("name");
+            for k in QUEUE_NUMBERS {
+                if let Some(v) = config.get_mut(*k) {
+                    *v = json!(num(Some(v)));
+                }
+            }
+            m.queues.insert(
+                name,
+                QueueConf {
+                    config,
+                    tiers: Vec::new(),
+                },
+            );
+        }
+        for row in rows(lists.tiers, "tier list")? {
+            let queue = text(row.get("queue")).to_string();
+            let tier = Tier {
+                agent: text(row.get("agent")).into(),
+                state: text(row.get("state")).into(),
+                level: num(row.get("level")),
+                position: num(row.get("position")),
+            };
+            m.queues.entry(queue).or_default().tiers.push(tier);
+        }
+        for row in rows(lists.members, "member list")? {
+            let queue = text(row.get("queue")).to_string();
+            let uuid = text(row.get("uuid")).to_string();
+            if uuid.is_empty() {
+                continue;
+            }
+            let mut member = pick(&row, MEMBER_TEXT, MEMBER_NUMBERS);
+            let session = text(row.get("session_uuid"));
+            let v = if session.is_empty() {
+                Map::new()
+            } else {
+                vars(session)
+            };
+            member.insert("variables".into(), Value::Object(v));
+            m.queues.entry(queue.clone()).or_default();
+            m.members
+                .entry(queue)
+                .or_default()
+                .insert(uuid, Value::Object(member));
+        }
+        let names: Vec<String> = m.queues.keys().cloned().collect();
+        for q in names {
+            let v = m.render_queue(&q);
+            m.rendered.insert(q, v);
+        }
+        Ok(m)
+    }
+
+    /// Every field of every hash, for a full rewrite.
+    pub fn all(&self) -> Vec<Change> {
+        let mut out = Vec::new();
+        for (name, v) in &self.agents {
+            out.push(set(Hash::Agents, name, v));
+        }
+        for (name, v) in &self.rendered {
+            out.push(set(Hash::Queues, name, v));
+        }
+        for (q, members) in &self.members {
+            for (uuid, v) in members {
+                out.push(set(Hash::Members(q.clone()), uuid, v));
+            }
+        }
+        out
+    }
+
+    pub fn queue_names(&self) -> impl Iterator<Item = &String> {
+        self.queues.keys()
+    }
+
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts {
+            agents: self.agents.len(),
+            queues: self.queues.len(),
+            ..Counts::default()
+        };
+        for m in self.members.values().flat_map(|m| m.values()) {
+            match text(m.get("state")) {
+                "Waiting" | "Trying" => c.waiting += 1,
+                "Answered" => c.answering += 1,
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// What changed from `self` to `fresh`, ignoring `updated` (kept from
+    /// `self` where nothing else changed); `self` becomes `fresh`.
+    pub fn replace_with(&mut self, mut fresh: Model) -> Vec<Change> {
+        for (name, a) in fresh.agents.iter_mut() {
+            if let Some(old) = self.agents.get(name) {
+                if same_but_updated(old, a) {
+                    *a = old.clone();
+                }
+            }
+        }
+        let mut out = Vec::new();
+        diff(&self.agents, &fresh.agents, Hash::Agents, &mut out);
+        diff(&self.rendered, &fresh.rendered, Hash::Queues, &mut out);
+        let queues: BTreeSet<&String> = self.members.keys().chain(fresh.members.keys()).collect();
+        let empty = BTreeMap::new();
+        for q in queues {
+            diff(
+                self.members.get(q).unwrap_or(&empty),
+                fresh.members.get(q).unwrap_or(&empty),
+                Hash::Members(q.clone()),
+                &mut out,
+            );
+        }
+        *self = fresh;
+        out
+    }
+
+    /// Applies one event as mod_callcenter applied it to its database, and
+    /// returns the fields that changed.
+    pub fn apply(&mut self, ev: &dyn EventView) -> Vec<Change> {
+        let now = epoch_s(ev.timestamp_us());
+        let updated = ev.timestamp_us().unwrap_or(0);
+        let agent = ev.header("Agent").unwrap_or("").to_string();
+        let queue = ev.header("Queue").unwrap_or("").to_string();
+        let member = ev.header("Member-UUID").unwrap_or("").to_string();
+        let mut agent_changed = false;
+        let mut member_queue = None;
+        match ev.action() {
+            "agent-add" if !agent.is_empty() && !self.agents.contains_key(&agent) => {
+                let mut a = pick(&Map::new(), AGENT_TEXT, AGENT_NUMBERS);
+                a.insert("name".into(), json!(agent));
+                a.insert("type".into(), json!(ev.header("Agent-Type").unwrap_or("")));
+                a.insert("status".into(), json!("Logged Out"));
+                a.insert("state".into(), json!("Waiting"));
+                self.agents.insert(agent.clone(), Value::Object(a));
+                agent_changed = true;
+            }
+            "agent-status-change" => {
+                let status = ev.header("Agent-Status").unwrap_or("");
+                let a = self.agent(&agent);
+                let was = text(a.get("status")).to_string();
+                // mod_callcenter resets the counters on becoming Available,
+                // and only when the status really changes.
+                if status == "Available" {
+                    if was != status {
+                        for k in ["talk_time", "calls_answered", "no_answer_count"] {
+                            a.insert(k.into(), json!(0));
+                        }
+                        a.insert("last_status_change".into(), json!(now));
+                    }
+                } else {
+                    a.insert("last_status_change".into(), json!(now));
+                }
+                a.insert("status".into(), json!(status));
+                agent_changed = true;
+            }
+            "agent-state-change" => {
+                let state = ev.header("Agent-State").unwrap_or("");
+                let a = self.agent(&agent);
+                if state == "Receiving" {
+                    a.insert("last_offered_call".into(), json!(now));
+                }
+                a.insert("state".into(), json!(state));
+                agent_changed = true;
+            }
+            "agent-contact-change" => {
+                let contact = ev.header("Agent-Contact").unwrap_or("");
+                self.agent(&agent).insert("contact".into(), json!(contact));
+                agent_changed = true;
+            }
+            "member-queue-start" | "member-queue-resume" => {
+                let resumed = self.member(&queue, &member).cloned();
+                let mut m = pick(&Map::new(), MEMBER_TEXT, MEMBER_NUMBERS);
+                m.insert("uuid".into(), json!(member));
+                m.insert("queue".into(), json!(queue));
+                for (k, h) in [
+                    ("session_uuid", "Member-Session-UUID"),
+                    ("cid_number", "Member-CID-Number"),
+                    ("cid_name", "Member-CID-Name"),
+                ] {
+                    m.insert(k.into(), json!(ev.header(h).unwrap_or("")));
+                }
+                m.insert("state".into(), json!("Waiting"));
+                match resumed.as_ref().and_then(Value::as_object) {
+                    // A caller who comes back keeps the place they had.
+                    Some(old) if ev.action() == "member-queue-resume" => {
+                        m.insert("joined_epoch".into(), json!(num(old.get("joined_epoch"))));
+                        m.insert("rejoined_epoch".into(), json!(now));
+                    }
+                    _ => {
+                        m.insert("joined_epoch".into(), json!(now));
+                    }
+                }
+                let vars: Map<String, Value> = ev
+                    .variables()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), json!(v)))
+                    .collect();
+                m.insert("variables".into(), Value::Object(vars));
+                if !member.is_empty() {
+                    self.queues.entry(queue.clone()).or_default();
+                    self.members
+                        .entry(queue.clone())
+                        .or_default()
+                        .insert(member.clone(), Value::Object(m));
+                    member_queue = Some(queue.clone());
+                }
+            }
+            "agent-offering" => {
+                if let Some(m) = self.member_mut(&queue, &member) {
+                    m.insert("state".into(), json!("Trying"));
+                    m.insert("serving_agent".into(), json!(agent));
+                    member_queue = Some(queue.clone());
+                }
+            }
+            "bridge-agent-start" => {
+                if let Some(m) = self.member_mut(&queue, &member) {
+                    m.insert("state".into(), json!("Answered"));
+                    m.insert("serving_agent".into(), json!(agent));
+                    m.insert("bridge_epoch".into(), json!(now));
+                    member_queue = Some(queue.clone());
+                }
+                let a = self.agent(&agent);
+                // Counted once: a seed taken after the bridge already has it.
+                if now > num(a.get("last_bridge_start")) {
+                    let answered = num(a.get("calls_answered")) + 1;
+                    a.insert("calls_answered".into(), json!(answered));
+                    a.insert("last_bridge_start".into(), json!(now));
+                    a.insert("no_answer_count".into(), json!(0));
+                    agent_changed = true;
+                }
+            }
+            "bridge-agent-end" => {
+                let end = ev
+                    .header("Bridge-Terminated-Time")
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(now);
+                let a = self.agent(&agent);
+                if end > num(a.get("last_bridge_end")) {
+                    let talk = num(a.get("talk_time")) + (end - num(a.get("last_bridge_start")));
+                    a.insert("talk_time".into(), json!(talk.max(0)));
+                    a.insert("last_bridge_end".into(), json!(end));
+                    agent_changed = true;
+                }
+            }
+            "bridge-agent-fail" => {
+                if let Some(m) = self.member_mut(&queue, &member) {
+                    if text(m.get("state")) == "Trying" {
+                        m.insert("state".into(), json!("Waiting"));
+                    }
+                    m.insert("serving_agent".into(), json!(""));
+                    member_queue = Some(queue.clone());
+                }
+                let cause = ev.header("Hangup-Cause").unwrap_or("");
+                let not_a_no_answer = [
+                    "LOSE_RACE",
+                    "ORIGINATOR_CANCEL",
+                    "NORMAL_CIRCUIT_CONGESTION",
+                    "USER_BUSY",
+                    "CALL_REJECTED",
+                    "USER_NOT_REGISTERED",
+                ];
+                if !not_a_no_answer.contains(&cause) {
+                    let a = self.agent(&agent);
+                    let n = num(a.get("no_answer_count")) + 1;
+                    a.insert("no_answer_count".into(), json!(n));
+                    agent_changed = true;
+                }
+            }
+            "member-queue-end" => match ev.header("Cause").unwrap_or("") {
+                "Cancel" => {
+                    let left = ev
+                        .header("Member-Leaving-Time")
+                        .and_then(|t| t.parse().ok())
+                        .unwrap_or(now);
+                    if let Some(m) = self.member_mut(&queue, &member) {
+                        m.insert("state".into(), json!("Abandoned"));
+                        m.insert("session_uuid".into(), json!(""));
+                        m.insert("abandoned_epoch".into(), json!(left));
+                        member_queue = Some(queue.clone());
+                    }
+                }
+                _ => {
+                    if let Some(ms) = self.members.get_mut(&queue) {
+                        if ms.remove(&member).is_some() {
+                            member_queue = Some(queue.clone());
+                        }
+                    }
+                }
+            },
+            "members-count" => {
+                self.queues.entry(queue.clone()).or_default();
+                member_queue = Some(queue.clone());
+            }
+            _ => {}
+        }
+        let mut out = Vec::new();
+        if agent_changed {
+            if let Some(a) = self.agents.get_mut(&agent).and_then(Value::as_object_mut) {
+                a.insert("updated".into(), json!(updated));
+            }
+            if let Some(a) = self.agents.get(&agent) {
+                out.push(set(Hash::Agents, &agent, a));
+            }
+        }
+        if let Some(q) = member_queue {
+            if !member.is_empty() {
+                let value = self.member(&q, &member).cloned();
+                out.push(Change {
+                    hash: Hash::Members(q.clone()),
+                    field: member.clone(),
+                    value,
+                });
+            }
+            self.queue_changed(&q, &mut out);
+        }
+        out
+    }
+
+    /// Drops abandoned members as mod_callcenter does, silently, once
+    /// `discard-abandoned-after` has passed (`now` in epoch seconds).
+    pub fn expire(&mut self, now: i64) -> Vec<Change> {
+        let mut out = Vec::new();
+        let mut touched = Vec::new();
+        for (q, members) in self.members.iter_mut() {
+            let after = self
+                .queues
+                .get(q)
+                .and_then(|c| c.config.get("discard_abandoned_after"))
+                .map_or(DEFAULT_DISCARD_ABANDONED_AFTER, |v| num(Some(v)));
+            let gone: Vec<String> = members
+                .iter()
+                .filter(|(_, m)| {
+                    text(m.get("state")) == "Abandoned" && {
+                        let at = num(m.get("abandoned_epoch"));
+                        let at = if at == 0 {
+                            num(m.get("joined_epoch"))
+                        } else {
+                            at
+                        };
+                        at + after < now
+                    }
+                })
+                .map(|(u, _)| u.clone())
+                .collect();
+            for u in gone {
+                members.remove(&u);
+                out.push(Change {
+                    hash: Hash::Members(q.clone()),
+                    field: u,
+                    value: None,
+                });
+                if !touched.contains(q) {
+                    touched.push(q.clone());
+                }
+            }
+        }
+        for q in touched {
+            self.queue_changed(&q, &mut out);
+        }
+        out
+    }
+
+    fn queue_changed(&mut self, q: &str, out: &mut Vec<Change>) {
+        let v = self.render_queue(q);
+        if self.rendered.get(q) != Some(&v) {
+            out.push(set(Hash::Queues, q, &v));
+            self.rendered.insert(q.to_string(), v);
+        }
+    }
+
+    fn render_queue(&self, q: &str) -> Value {
+        let conf = self.queues.get(q).cloned().unwrap_or_default();
+        let mut waiting = 0;
+        let mut answering = 0;
+        let mut abandoned = 0;
+        let mut oldest: Option<i64> = None;
+        for m in self.members.get(q).into_iter().flat_map(|m| m.values()) {
+            match text(m.get("state")) {
+                "Waiting" | "Trying" => {
+                    waiting += 1;
+                    let j = num(m.get("joined_epoch"));
+                    oldest = Some(oldest.map_or(j, |o: i64| o.min(j)));
+                }
+                "Answered" => answering += 1,
+                "Abandoned" => abandoned += 1,
+                _ => {}
+            }
+        }
+        let mut tiers = conf.tiers.clone();
+        tiers.sort_by(|a, b| (a.level, a.position, &a.agent).cmp(&(b.level, b.position, &b.agent)));
+        let agents: Vec<Value> = tiers
+            .iter()
+            .map(|t| {
+                json!({"name": t.agent, "level": t.level, "position": t.position, "tier_state": t.state})
+            })
+            .collect();
+        let mut v = conf.config.clone();
+        v.insert("name".into(), json!(q));
+        v.entry("strategy").or_insert(Value::Null);
+        v.insert("waiting".into(), json!(waiting));
+        v.insert("answering".into(), json!(answering));
+        v.insert("abandoned".into(), json!(abandoned));
+        v.insert("longest_wait_since".into(), json!(oldest));
+        v.insert("agents".into(), Value::Array(agents));
+        Value::Object(v)
+    }
+
+    /// The agent, created as mod_callcenter would have it if a seed missed it.
+    fn agent(&mut self, name: &str) -> &mut Map<String, Value> {
+        let v = self.agents.entry(name.to_string()).or_insert_with(|| {
+            let mut a = pick(&Map::new(), AGENT_TEXT, AGENT_NUMBERS);
+            a.insert("name".into(), json!(name));
+            Value::Object(a)
+        });
+        if !v.is_object() {
+            *v = Value::Object(Map::new());
+        }
+        v.as_object_mut().expect("just made an object")
+    }
+
+    fn member(&self, q: &str, uuid: &str) -> Option<&Value> {
+        self.members.get(q)?.get(uuid)
+    }
+
+    fn member_mut(&mut self, q: &str, uuid: &str) -> Option<&mut Map<String, Value>> {
+        self.members.get_mut(q)?.get_mut(uuid)?.as_object_mut()
+    }
+}
+
+fn set(hash: Hash, field: &str, v: &Value) -> Change {
+    Change {
+        hash,
+        field: field.to_string(),
+        value: Some(v.clone()),
+    }
+}
+
+fn same_but_updated(a: &Value, b: &Value) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            a.len() == b.len() && a.iter().all(|(k, v)| k == "updated" || b.get(k) == Some(v))
+        }
+        _ => a == b,
+    }
+}
+
+fn diff(
+    old: &BTreeMap<String, Value>,
+    new: &BTreeMap<String, Value>,
+    hash: Hash,
+    out: &mut Vec<Change>,
+) {
+    for (k, v) in new {
+        if old.get(k) != Some(v) {
+            out.push(set(hash.clone(), k, v));
+        }
+    }
+    for k in old.keys() {
+        if !new.contains_key(k) {
+            out.push(Change {
+                hash: hash.clone(),
+                field: k.clone(),
+                value: None,
+            });
+        }
+    }
+}
