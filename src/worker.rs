@@ -637,6 +637,14 @@ impl Run {
                 }
             }
         }
+        let read = st.due.is_none() || st.mirror.report.waiting_for.is_some();
+        if read {
+            let r = st.mirror.report.clone();
+            self.w.state_report.set(Some(r));
+        }
+        let Some(st) = &mut self.state else {
+            return false;
+        };
         if commands.is_empty() && now >= st.next_expiry {
             st.next_expiry = now + IDLE_WAKE;
             st.mirror.expire(target(), &mut commands);

@@ -6,11 +6,14 @@
 mod harness;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Commands;
 use serde_json::{json, Value};
 
+use harness::callcenter::Callcenter;
 use harness::core;
 use harness::fixtures::{self, Fixture};
 use harness::redis::wait_until;
@@ -120,8 +123,9 @@ fn our_members(
 /// top, gives what mod_callcenter's own lists said at each point.
 #[test]
 fn seeding_and_replaying_the_recorded_scenario_matches_mod_callcenters_own_lists() {
-    serve_point("01-start");
-    let t = harness::load_with_redis(&[("state", "true"), ("stream", "cc_stream")]);
+    let t = harness::load_with_redis_after(&[("state", "true"), ("stream", "cc_stream")], || {
+        serve_point("01-start")
+    });
     fixtures::add_member_sessions();
     let mut con = t.redis.connection();
     assert!(wait_until(WAIT, || seeded(&mut con)));
@@ -224,5 +228,362 @@ fn seeding_and_replaying_the_recorded_scenario_matches_mod_callcenters_own_lists
         1 + 45 - 3 - 1,
         "the seed, and every event but the three query replies and agent-max-no-answer (which changes nothing mod_callcenter's lists hold)"
     );
+    t.module.unload();
+}
+
+fn published_all(fired: u64) -> bool {
+    let s: Value = serde_json::from_str(&core::api("cc_events", "status json").unwrap()).unwrap();
+    s["published"] == fired && s["queued"] == 0
+}
+
+/// A line of `cc_events state`; empty before the worker's first report.
+fn state_line(name: &str) -> String {
+    let out = core::api("cc_events", "state").unwrap();
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn seeds() -> u64 {
+    let seed = state_line("last seed");
+    seed.split('(')
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Every read of the mirror, taken in one MULTI, agrees with itself: each
+/// queue's counts match its members hash, and every agent is there.
+fn consistent(s: &BTreeMap<String, BTreeMap<String, Value>>, agents: usize) -> Result<(), String> {
+    if s["agents"].len() != agents {
+        return Err(format!("{} agents, not {agents}", s["agents"].len()));
+    }
+    for (q, v) in &s["queues"] {
+        let members = s.get(&format!("members:{q}")).cloned().unwrap_or_default();
+        let count = |states: &[&str]| {
+            members
+                .values()
+                .filter(|m| states.contains(&m["state"].as_str().unwrap_or_default()))
+                .count()
+        };
+        if v["waiting"] != count(&["Waiting", "Trying"]) || v["answering"] != count(&["Answered"]) {
+            return Err(format!("{q}: {v} but members {members:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// (state, serving agent) of every member, by UUID.
+fn members_by_uuid(
+    s: &BTreeMap<String, BTreeMap<String, Value>>,
+) -> BTreeMap<String, (String, String)> {
+    s.iter()
+        .filter(|(k, _)| k.starts_with("members:"))
+        .flat_map(|(_, h)| h.iter())
+        .map(|(u, m)| {
+            let f = |k: &str| m[k].as_str().unwrap_or_default().to_string();
+            (u.clone(), (f("state"), f("serving_agent")))
+        })
+        .collect()
+}
+
+fn db_members(cc: &Callcenter) -> BTreeMap<String, (String, String)> {
+    cc.db
+        .lock()
+        .unwrap()
+        .members
+        .iter()
+        .map(|(u, m)| (u.clone(), (m.state.clone(), m.serving_agent.clone())))
+        .collect()
+}
+
+fn db_agents(cc: &Callcenter) -> BTreeMap<String, (String, String)> {
+    cc.db
+        .lock()
+        .unwrap()
+        .agents
+        .iter()
+        .map(|(n, a)| (n.clone(), (a.status.clone(), a.state.clone())))
+        .collect()
+}
+
+fn our_agents(s: &BTreeMap<String, BTreeMap<String, Value>>) -> BTreeMap<String, (String, String)> {
+    s["agents"]
+        .iter()
+        .map(|(n, a)| {
+            let f = |k: &str| a[k].as_str().unwrap_or_default().to_string();
+            (n.clone(), (f("status"), f("state")))
+        })
+        .collect()
+}
+
+/// Calls from 4 threads while `cc_events reload` rebuilds the mirror five
+/// times: every read sees one whole state, no event is lost from the stream,
+/// and the end state is mod_callcenter's.
+#[test]
+fn rebuilds_under_load_are_atomic_and_lose_nothing() {
+    const ROUNDS: usize = 150;
+    let cc = Callcenter::new(4, 2);
+    let t = harness::load_with_redis_after(
+        &[
+            ("state", "true"),
+            ("stream", "cc_stream"),
+            ("events", "all"),
+        ],
+        || cc.serve(),
+    );
+    let mut con = t.redis.connection();
+    assert!(wait_until(WAIT, || seeded(&mut con)));
+    let start = cc.fired();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let mut con = t.redis.connection();
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while !stop.load(SeqCst) {
+                consistent(&snapshot(&mut con, P), 8)?;
+                reads += 1;
+            }
+            Ok(reads)
+        })
+    };
+    let threads: Vec<_> = (0..4)
+        .map(|th| {
+            let cc = cc.clone();
+            std::thread::spawn(move || {
+                for a in 0..2 {
+                    cc.set_status(&format!("agent-{th}-{a}@test"), "Available");
+                }
+                for i in 0..ROUNDS {
+                    cc.call(th, i);
+                    if i % 10 == 9 {
+                        let agent = format!("agent-{th}-{}@test", i % 2);
+                        cc.set_status(&agent, if i % 20 == 9 { "On Break" } else { "Available" });
+                    }
+                }
+            })
+        })
+        .collect();
+    for n in 0..5 {
+        let before = seeds();
+        let out = core::api("cc_events", "reload").unwrap();
+        assert!(out.starts_with("+OK"), "{out}");
+        assert!(
+            wait_until(WAIT, || seeds() > before),
+            "reload {n} never reseeded"
+        );
+    }
+    for th in threads {
+        th.join().unwrap();
+    }
+    let fired = cc.fired() - start;
+    assert!(
+        wait_until(WAIT, || published_all(fired)),
+        "{}",
+        core::api("cc_events", "status").unwrap()
+    );
+    stop.store(true, SeqCst);
+    let reads = reader
+        .join()
+        .unwrap()
+        .expect("a read saw a half-written state");
+    assert!(reads > 0);
+
+    let s = snapshot(&mut con, P);
+    assert_eq!(our_agents(&s), db_agents(&cc));
+    assert_eq!(members_by_uuid(&s), db_members(&cc));
+    consistent(&s, 8).unwrap();
+    // Every event is in the stream once, besides the seeds' markers.
+    let entries: Vec<redis::streams::StreamId> = con
+        .xrange_all::<_, redis::streams::StreamRangeReply>("cc_stream")
+        .unwrap()
+        .ids;
+    let events = entries
+        .iter()
+        .filter(|e| e.get::<String>("action").as_deref() != Some("state-seed"))
+        .count() as u64;
+    assert_eq!(
+        events,
+        fired + start - 1000,
+        "every event fired since the module loaded"
+    );
+    let last = entries.last().unwrap().id.clone();
+    assert_eq!(
+        meta(&mut con, P)["stream_id"],
+        last,
+        "meta names the last entry applied"
+    );
+    eprintln!("{fired} events, {reads} consistent reads during 5 rebuilds");
+    t.module.unload();
+}
+
+/// mod_callcenter not loaded: `cc_events state` and `status` say so, events
+/// are still published, and the mirror seeds as soon as it appears.
+#[test]
+fn without_mod_callcenter_the_mirror_waits_for_it_and_seeds_when_it_appears() {
+    let t = harness::load_with_redis_after(&[("state", "true")], || core::set_callcenter(None));
+    assert!(wait_until(WAIT, || state_line("mod_callcenter")
+        .starts_with("NOT available")));
+    let why = state_line("mod_callcenter");
+    assert!(
+        why.contains("Invalid request or non-existant command"),
+        "{why}"
+    );
+    assert!(
+        why.contains("mod_callcenter"),
+        "tells the operator what to load: {why}"
+    );
+    assert!(harness::common::status().contains("state:      cc_state:* waiting for mod_callcenter"));
+    assert_eq!(
+        core::logs()
+            .iter()
+            .filter(|l| l.text.contains("state mirror: cannot read mod_callcenter"))
+            .count(),
+        1,
+        "logged once, not every second"
+    );
+    core::fire(&mut harness::common::status_event("tenant-1@areski"));
+    t.sub.take(1, WAIT);
+
+    serve_point("02-areski-available");
+    let mut con = t.redis.connection();
+    assert!(wait_until(WAIT, || seeded(&mut con)));
+    assert_eq!(state_line("mod_callcenter"), "read");
+    assert_eq!(state_line("agents"), "2");
+    let s = snapshot(&mut con, P);
+    assert_eq!(s["agents"]["tenant-1@areski"]["status"], "Available");
+    t.module.unload();
+}
+
+/// Redis is frozen while calls go on and the queue overflows: after it comes
+/// back, the mirror is rebuilt and holds mod_callcenter's state again.
+#[test]
+fn after_an_outage_that_dropped_events_the_mirror_is_reseeded() {
+    let cc = Callcenter::new(1, 2);
+    let t = harness::load_with_redis_after(
+        &[
+            ("state", "true"),
+            ("queue-size", "20"),
+            ("io-timeout-ms", "200"),
+        ],
+        || cc.serve(),
+    );
+    let mut con = t.redis.connection();
+    assert!(wait_until(WAIT, || seeded(&mut con)));
+    let before = seeds();
+    t.redis.pause();
+    for i in 0..100 {
+        cc.set_status(
+            "agent-0-0@test",
+            if i % 2 == 0 { "Available" } else { "On Break" },
+        );
+        cc.set_status("agent-0-1@test", "Available");
+    }
+    cc.set_status("agent-0-0@test", "On Break");
+    t.redis.resume();
+    assert!(
+        harness::common::status_line("dropped") > 0,
+        "the outage dropped events"
+    );
+    assert!(
+        wait_until(WAIT, || seeds() > before),
+        "no reseed after the outage"
+    );
+    assert!(
+        wait_until(WAIT, || our_agents(&snapshot(&mut con, P))
+            == db_agents(&cc)),
+        "{:?}",
+        snapshot(&mut con, P)["agents"]
+    );
+    t.module.unload();
+}
+
+/// Tier changes fire no event: the periodic refresh finds them, writes only
+/// the difference, and puts it in the stream as a state-update entry.
+#[test]
+fn the_periodic_refresh_picks_up_what_fires_no_event() {
+    let cc = Callcenter::new(1, 2);
+    let t = harness::load_with_redis_after(
+        &[
+            ("state", "true"),
+            ("stream", "cc_stream"),
+            ("state-refresh-s", "1"),
+        ],
+        || cc.serve(),
+    );
+    let mut con = t.redis.connection();
+    assert!(wait_until(WAIT, || seeded(&mut con)));
+    let refreshes = || {
+        let seed = state_line("last seed");
+        seed.split(", ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Nothing changed: a refresh writes nothing.
+    let n = refreshes();
+    assert!(wait_until(WAIT, || refreshes() > n));
+    assert_eq!(
+        con.xlen::<_, usize>("cc_stream").unwrap(),
+        1,
+        "only the seed's entry"
+    );
+
+    cc.db.lock().unwrap().tiers[1].4 = "Active Inbound".into();
+    assert!(wait_until(WAIT, || {
+        snapshot(&mut con, P)["queues"]["q0@test"]["agents"][1]["tier_state"] == "Active Inbound"
+    }));
+    let entries: redis::streams::StreamRangeReply = con.xrange_all("cc_stream").unwrap();
+    let update = entries.ids.last().unwrap();
+    assert_eq!(update.get::<String>("action").unwrap(), "state-update");
+    let delta: Value = serde_json::from_str(&update.get::<String>("state").unwrap()).unwrap();
+    assert_eq!(
+        delta[format!("{P}:queues")]["q0@test"]["agents"][1]["tier_state"],
+        "Active Inbound"
+    );
+    assert_eq!(
+        delta.as_object().unwrap().len(),
+        1,
+        "only the queue changed: {delta}"
+    );
+    assert_eq!(meta(&mut con, P)["stream_id"], update.id);
+    t.module.unload();
+}
+
+/// mod_callcenter forgets an abandoned caller after discard-abandoned-after
+/// without an event; so does the mirror.
+#[test]
+fn abandoned_callers_are_dropped_after_discard_abandoned_after() {
+    let cc = Callcenter::new(1, 1);
+    cc.db.lock().unwrap().discard_abandoned_after = 1;
+    let t = harness::load_with_redis_after(&[("state", "true"), ("stream", "cc_stream")], || {
+        cc.serve()
+    });
+    let mut con = t.redis.connection();
+    assert!(wait_until(WAIT, || seeded(&mut con)));
+    cc.join("q0@test", "m-1", "s-1", "5550001");
+    cc.abandon("q0@test", "m-1");
+    assert!(wait_until(WAIT, || {
+        snapshot(&mut con, P)
+            .get("members:q0@test")
+            .and_then(|m| m.get("m-1"))
+            .is_some_and(|m| m["state"] == "Abandoned")
+    }));
+    assert_eq!(snapshot(&mut con, P)["queues"]["q0@test"]["abandoned"], 1);
+    assert!(wait_until(WAIT, || snapshot(&mut con, P)
+        .get("members:q0@test")
+        .is_none_or(|m| m.is_empty())));
+    assert_eq!(snapshot(&mut con, P)["queues"]["q0@test"]["abandoned"], 0);
+    let entries: redis::streams::StreamRangeReply = con.xrange_all("cc_stream").unwrap();
+    let last = entries.ids.last().unwrap();
+    assert_eq!(last.get::<String>("action").unwrap(), "state-update");
+    let delta: Value = serde_json::from_str(&last.get::<String>("state").unwrap()).unwrap();
+    assert_eq!(delta[format!("{P}:members:q0@test")]["m-1"], Value::Null);
     t.module.unload();
 }

@@ -2,6 +2,7 @@
 //! does and plays the core's part, with a real redis-server behind it.
 #![allow(dead_code)]
 
+pub mod callcenter;
 pub mod common;
 pub mod core;
 pub mod esl;
@@ -57,7 +58,14 @@ pub struct Loaded {
 }
 
 pub fn load_with_redis(extra: &[(&str, &str)]) -> Loaded {
+    load_with_redis_after(extra, || {})
+}
+
+/// `load_with_redis`, with `setup` run once the module lock is held, before
+/// the load (what the host should look like when the module starts).
+pub fn load_with_redis_after(extra: &[(&str, &str)], setup: impl FnOnce()) -> Loaded {
     let exclusive = core::exclusive();
+    setup();
     let redis = redis::RedisServer::start();
     config_for(redis.port, extra);
     let sub = redis::Subscriber::new(&redis, "callcenter_events");
