@@ -349,7 +349,7 @@ fn rebuilds_under_load_are_atomic_and_lose_nothing() {
                 consistent(&snapshot(&mut con, P), 8)?;
                 reads += 1;
             }
-            Ok(reads)
+            Ok::<usize, String>(reads)
         })
     };
     let threads: Vec<_> = (0..4)
