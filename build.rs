@@ -116,6 +116,20 @@ fn test_cfgs(installed_headers: bool) {
     if installed_headers {
         println!("cargo:rustc-cfg=freeswitch_installed_headers");
     }
+    // The README's Python recipe runs in a test when a python3 with redis-py
+    // (Debian's python3-redis) is here.
+    println!("cargo::rustc-check-cfg=cfg(python_redis)");
+    println!("cargo:rerun-if-changed=/usr/lib/python3/dist-packages");
+    let python = ["python3", "/usr/bin/python3"].into_iter().find(|py| {
+        Command::new(py)
+            .args(["-c", "import redis"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if let Some(py) = python {
+        println!("cargo:rustc-cfg=python_redis");
+        println!("cargo:rustc-env=CC_EVENTS_PYTHON={py}");
+    }
 }
 
 fn main() {

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing mod_cc_events needs on Debian/Ubuntu:
-# redis-server (the tests start their own), libclang (bindgen), pkg-config, a C compiler.
+# redis-server (the tests start their own), libclang (bindgen), pkg-config, a C compiler,
+# and python3-redis (the state mirror's Python recipe runs in a test).
 # Rust itself is expected to be installed already (rustup).
 set -euo pipefail
 
-packages=(redis-server libclang-dev pkg-config build-essential)
+packages=(redis-server libclang-dev pkg-config build-essential python3-redis)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

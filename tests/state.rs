@@ -587,3 +587,136 @@ fn abandoned_callers_are_dropped_after_discard_abandoned_after() {
     assert_eq!(delta[format!("{P}:members:q0@test")]["m-1"], Value::Null);
     t.module.unload();
 }
+
+/// The README's recipe, `examples/state_follow.py` run by python3 with
+/// redis-py: it reads the snapshot while calls come from 4 threads and a
+/// reload rebuilds the mirror, follows the stream, and ends with exactly the
+/// module's snapshot.
+#[test]
+#[cfg_attr(
+    not(python_redis),
+    ignore = "needs python3 with redis-py (Debian: apt-get install python3-redis), then cargo clean -p mod_cc_events"
+)]
+fn the_readme_recipe_in_python_ends_with_the_modules_snapshot() {
+    const ROUNDS: usize = 100;
+    let cc = Callcenter::new(4, 2);
+    let t = harness::load_with_redis_after(
+        &[
+            ("state", "true"),
+            ("stream", "cc_stream"),
+            ("events", "all"),
+        ],
+        || cc.serve(),
+    );
+    let mut con = t.redis.connection();
+    assert!(wait_until(WAIT, || seeded(&mut con)));
+    let start = cc.fired();
+    let calls = |rounds: std::ops::Range<usize>| -> Vec<std::thread::JoinHandle<()>> {
+        (0..4)
+            .map(|th| {
+                let cc = cc.clone();
+                let rounds = rounds.clone();
+                std::thread::spawn(move || {
+                    for i in rounds {
+                        cc.call(th, i);
+                        if i % 10 == 0 {
+                            let status = if i % 20 == 0 { "Available" } else { "On Break" };
+                            cc.set_status(&format!("agent-{th}-0@test"), status);
+                        }
+                    }
+                })
+            })
+            .collect()
+    };
+    for th in calls(0..ROUNDS / 2) {
+        th.join().unwrap();
+    }
+    // The consumer reads the snapshot mid-way, says so in cc_test:ready, and
+    // stops once it has applied the entry the test names in cc_test:stop.
+    let driver = format!(
+        r#"
+import json, sys
+sys.path.insert(0, {examples:?})
+import redis
+import state_follow
+from state_follow import follow
+r = redis.Redis(port={port}, decode_responses=True)
+seeds, entries = 0, 0
+apply = state_follow.apply
+def counting(state, fields):
+    global seeds, entries
+    entries += 1
+    seeds += fields.get("action") == "state-seed"
+    return apply(state, fields)
+state_follow.apply = counting
+for state, last in follow(r, "{P}", "cc_stream", block_ms=100):
+    r.set("cc_test:ready", "1")
+    stop = r.get("cc_test:stop")
+    if stop is not None and last == stop:
+        break
+print(json.dumps({{"seeds": seeds, "entries": entries, "state": {{k: v for k, v in state.items() if v}}}}))
+"#,
+        examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples"),
+        port = t.redis.port,
+    );
+    let python = env!("CC_EVENTS_PYTHON");
+    let child = std::process::Command::new(python)
+        .args(["-c", &driver])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(WAIT, || con
+        .exists::<_, bool>("cc_test:ready")
+        .unwrap()));
+    // The second half, with a rebuild in the middle: the consumer meets a
+    // state-seed entry and reads the snapshot again.
+    let threads = calls(ROUNDS / 2..ROUNDS);
+    let before = seeds();
+    assert!(core::api("cc_events", "reload").unwrap().starts_with("+OK"));
+    assert!(wait_until(WAIT, || seeds() > before));
+    for th in threads {
+        th.join().unwrap();
+    }
+    let fired = cc.fired() - start;
+    assert!(wait_until(WAIT, || published_all(fired)));
+    let last = meta(&mut con, P)["stream_id"].clone();
+    let () = con.set("cc_test:stop", &last).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let theirs: BTreeMap<String, BTreeMap<String, Value>> =
+        serde_json::from_value(report["state"].clone()).unwrap();
+    assert!(
+        report["seeds"].as_u64().unwrap() >= 1,
+        "{}",
+        report["seeds"]
+    );
+    assert!(
+        report["entries"].as_u64().unwrap() > 100,
+        "{}",
+        report["entries"]
+    );
+    let ours: BTreeMap<String, BTreeMap<String, Value>> = snapshot(&mut con, P)
+        .into_iter()
+        .filter(|(_, h)| !h.is_empty())
+        .map(|(k, h)| (format!("{P}:{k}"), h))
+        .collect();
+    assert_eq!(
+        theirs.keys().collect::<Vec<_>>(),
+        ours.keys().collect::<Vec<_>>()
+    );
+    for (k, h) in &ours {
+        assert_eq!(&theirs[k], h, "{k}");
+    }
+    assert!(ours[&format!("{P}:members:q0@test")].len() > 1);
+    eprintln!(
+        "python consumer matched after {fired} events from 4 threads and a rebuild ({} entries applied, {} reseeds)",
+        report["entries"], report["seeds"]
+    );
+    t.module.unload();
+}
