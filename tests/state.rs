@@ -720,3 +720,59 @@ print(json.dumps({{"seeds": seeds, "entries": entries, "state": {{k: v for k, v 
     );
     t.module.unload();
 }
+
+/// The README's ACL rule for the module's user with the mirror and a stream
+/// on, exactly: everything works, and nothing else is allowed.
+const STATE_ACL: &[&str] = &[
+    "resetchannels",
+    "&callcenter_events",
+    "resetkeys",
+    "~cc_state:*",
+    "~callcenter_stream",
+    "-@all",
+    "+publish",
+    "+ping",
+    "+xadd",
+    "+evalsha",
+    "+script|load",
+    "+hset",
+    "+hdel",
+    "+del",
+    "+hkeys",
+];
+
+#[test]
+fn the_mirror_works_under_the_readmes_least_privilege_rule() {
+    let cc = Callcenter::new(1, 2);
+    let t = harness::load_with_redis_after(
+        &[
+            ("state", "true"),
+            ("stream", "callcenter_stream"),
+            ("username", "ccevents"),
+            ("password", "s3cret"),
+            ("connect-timeout-ms", "2000"),
+        ],
+        || cc.serve(),
+    );
+    let mut admin = t.redis.connection();
+    let mut args = vec!["SETUSER", "ccevents", "on", ">s3cret"];
+    args.extend_from_slice(STATE_ACL);
+    let () = redis::cmd("ACL").arg(&args).query(&mut admin).unwrap();
+    assert!(wait_until(WAIT, || seeded(&mut admin)), "{:?}", core::logs().last());
+    cc.set_status("agent-0-0@test", "Available");
+    cc.join("q0@test", "m-1", "s-1", "5550001");
+    t.sub.take(1, WAIT);
+    assert!(wait_until(WAIT, || published_all(3)));
+    let s = snapshot(&mut admin, P);
+    assert_eq!(s["agents"]["agent-0-0@test"]["status"], "Available");
+    assert_eq!(s["members:q0@test"]["m-1"]["state"], "Waiting");
+    assert!(!core::logs().iter().any(|l| l.text.contains("NOPERM")));
+    // And nothing beyond it: the user cannot read, or write other keys.
+    let mut user = redis::Client::open(format!("redis://ccevents:s3cret@127.0.0.1:{}/", t.redis.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    assert!(user.hgetall::<_, BTreeMap<String, String>>(format!("{P}:agents")).is_err());
+    assert!(user.hset::<_, _, _, i64>("other", "f", "v").is_err());
+    t.module.unload();
+}
