@@ -453,6 +453,39 @@ impl Settings {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_state_mirror_is_opt_in_and_its_stream_must_be_one_key() {
+        let off = Settings::from_params([]).unwrap().settings;
+        assert!(off.state.is_none() && off.events.state_vars.is_none());
+        let on = Settings::from_params([
+            ("state", "true"),
+            ("state-prefix", "{cc}:{host}"),
+            ("state-refresh-s", "0"),
+            ("state-variables", "campaign_id"),
+            ("stream", "cc_stream:{host}"),
+        ])
+        .unwrap()
+        .settings;
+        let st = on.state.as_ref().unwrap();
+        assert_eq!(st.prefix, "{cc}:{host}");
+        assert!(st.refresh.is_zero());
+        assert_eq!(on.events.state_vars, Some(vec!["campaign_id".to_string()]));
+        assert!(on
+            .to_string()
+            .contains("state on prefix '{cc}:{host}' refresh 0 s"));
+        let e = Settings::from_params([("state", "true"), ("stream", "cc:{queue}")]).unwrap_err();
+        assert_eq!(e.param, "stream");
+        assert!(e.to_string().contains("only {host} may vary"), "{e}");
+        // Without the mirror a templated stream is fine.
+        assert!(Settings::from_params([("stream", "cc:{queue}")]).is_ok());
+        let e = Settings::from_params([("state", "maybe")]).unwrap_err();
+        assert!(e.to_string().contains("use true or false"));
+        let e = Settings::from_params([("state-prefix", "cc state")]).unwrap_err();
+        assert!(e.to_string().contains("spaces"));
+        let e = Settings::from_params([("state-prefix", "cc}")]).unwrap_err();
+        assert!(e.to_string().contains("{host}"), "{e}");
+    }
+
     fn parse(p: &[(&str, &str)]) -> Result<Parsed, ConfigError> {
         Settings::from_params(p.iter().copied())
     }

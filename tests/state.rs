@@ -758,7 +758,11 @@ fn the_mirror_works_under_the_readmes_least_privilege_rule() {
     let mut args = vec!["SETUSER", "ccevents", "on", ">s3cret"];
     args.extend_from_slice(STATE_ACL);
     let () = redis::cmd("ACL").arg(&args).query(&mut admin).unwrap();
-    assert!(wait_until(WAIT, || seeded(&mut admin)), "{:?}", core::logs().last());
+    assert!(
+        wait_until(WAIT, || seeded(&mut admin)),
+        "{:?}",
+        core::logs().last()
+    );
     cc.set_status("agent-0-0@test", "Available");
     cc.join("q0@test", "m-1", "s-1", "5550001");
     t.sub.take(1, WAIT);
@@ -768,11 +772,16 @@ fn the_mirror_works_under_the_readmes_least_privilege_rule() {
     assert_eq!(s["members:q0@test"]["m-1"]["state"], "Waiting");
     assert!(!core::logs().iter().any(|l| l.text.contains("NOPERM")));
     // And nothing beyond it: the user cannot read, or write other keys.
-    let mut user = redis::Client::open(format!("redis://ccevents:s3cret@127.0.0.1:{}/", t.redis.port))
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    assert!(user.hgetall::<_, BTreeMap<String, String>>(format!("{P}:agents")).is_err());
+    let mut user = redis::Client::open(format!(
+        "redis://ccevents:s3cret@127.0.0.1:{}/",
+        t.redis.port
+    ))
+    .unwrap()
+    .get_connection()
+    .unwrap();
+    assert!(user
+        .hgetall::<_, BTreeMap<String, String>>(format!("{P}:agents"))
+        .is_err());
     assert!(user.hset::<_, _, _, i64>("other", "f", "v").is_err());
     t.module.unload();
 }

@@ -279,18 +279,16 @@ impl Model {
         self.queues.keys()
     }
 
+    /// From the rendered queues: O(queues), not O(members), as it runs per batch.
     pub fn counts(&self) -> Counts {
         let mut c = Counts {
             agents: self.agents.len(),
             queues: self.queues.len(),
             ..Counts::default()
         };
-        for m in self.members.values().flat_map(|m| m.values()) {
-            match text(m.get("state")) {
-                "Waiting" | "Trying" => c.waiting += 1,
-                "Answered" => c.answering += 1,
-                _ => {}
-            }
+        for q in self.rendered.values() {
+            c.waiting += num(q.get("waiting")) as usize;
+            c.answering += num(q.get("answering")) as usize;
         }
         c
     }
@@ -671,5 +669,351 @@ fn diff(
                 value: None,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Ev {
+        action: &'static str,
+        headers: Vec<(&'static str, &'static str)>,
+        ts: u64,
+    }
+
+    impl EventView for Ev {
+        fn action(&self) -> &str {
+            self.action
+        }
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| *v)
+        }
+        fn timestamp_us(&self) -> Option<u64> {
+            Some(self.ts)
+        }
+        fn variables(&self) -> Vec<(&str, &str)> {
+            vec![("campaign_id", "295")]
+        }
+    }
+
+    fn ev(action: &'static str, secs: u64, headers: &[(&'static str, &'static str)]) -> Ev {
+        Ev {
+            action,
+            headers: headers.to_vec(),
+            ts: secs * 1_000_000,
+        }
+    }
+
+    fn reply(rows: Value) -> String {
+        json!({"command": "callcenter_config", "status": "success", "response": rows}).to_string()
+    }
+
+    fn seeded() -> Model {
+        let agents = reply(json!([
+            {"name": "a1", "type": "callback", "contact": "user/1", "status": "Available", "state": "Waiting",
+             "calls_answered": "2", "last_bridge_start": "100", "last_bridge_end": "110", "no_answer_count": "1", "talk_time": "10"},
+            {"name": "a2", "type": "callback", "contact": "user/2", "status": "Logged Out", "state": "Waiting"}
+        ]));
+        let queues =
+            reply(json!([{"name": "q", "strategy": "ring-all", "discard_abandoned_after": 60}]));
+        let tiers = reply(json!([
+            {"queue": "q", "agent": "a2", "state": "Ready", "level": "1", "position": "2"},
+            {"queue": "q", "agent": "a1", "state": "Ready", "level": "1", "position": "1"}
+        ]));
+        let members = reply(json!([
+            {"queue": "q", "uuid": "m1", "session_uuid": "s1", "cid_number": "1", "cid_name": "C",
+             "joined_epoch": "200", "state": "Waiting", "serving_agent": "", "score": "9"}
+        ]));
+        Model::seed(
+            &Lists {
+                agents: &agents,
+                queues: &queues,
+                tiers: &tiers,
+                members: &members,
+            },
+            5,
+            |s| {
+                let mut m = Map::new();
+                m.insert("session".into(), json!(s));
+                m
+            },
+        )
+        .unwrap()
+    }
+
+    fn agent(m: &Model, name: &str) -> Value {
+        m.agents[name].clone()
+    }
+
+    #[test]
+    fn a_seed_takes_mod_callcenters_rows_with_numbers_as_numbers() {
+        let m = seeded();
+        let a1 = agent(&m, "a1");
+        assert_eq!(a1["calls_answered"], 2);
+        assert_eq!(a1["updated"], 5);
+        assert_eq!(a1["status"], "Available");
+        let q = &m.rendered["q"];
+        assert_eq!(q["waiting"], 1);
+        assert_eq!(q["longest_wait_since"], 200);
+        assert_eq!(q["agents"][0]["name"], "a1", "by level, then position");
+        let member = &m.members["q"]["m1"];
+        assert_eq!(member["variables"], json!({"session": "s1"}));
+        assert!(member.get("score").is_none(), "score moves with the clock");
+        assert_eq!(m.counts().waiting, 1);
+    }
+
+    #[test]
+    fn a_reply_that_is_not_a_success_says_what_to_check() {
+        let bad = json!({"status": "error", "message": "Invalid request or non-existant command"})
+            .to_string();
+        let ok = reply(json!([]));
+        let e = Model::seed(
+            &Lists {
+                agents: &bad,
+                queues: &ok,
+                tiers: &ok,
+                members: &ok,
+            },
+            0,
+            |_| Map::new(),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("non-existant command") && e.contains("mod_callcenter"),
+            "{e}"
+        );
+        let e = Model::seed(
+            &Lists {
+                agents: "-ERR no reply",
+                queues: &ok,
+                tiers: &ok,
+                members: &ok,
+            },
+            0,
+            |_| Map::new(),
+        )
+        .unwrap_err();
+        assert!(e.contains("not JSON"), "{e}");
+    }
+
+    #[test]
+    fn becoming_available_resets_the_counters_only_when_the_status_changes() {
+        let mut m = seeded();
+        m.apply(&ev(
+            "agent-status-change",
+            300,
+            &[("Agent", "a1"), ("Agent-Status", "Available")],
+        ));
+        assert_eq!(agent(&m, "a1")["calls_answered"], 2, "already Available");
+        m.apply(&ev(
+            "agent-status-change",
+            301,
+            &[("Agent", "a1"), ("Agent-Status", "On Break")],
+        ));
+        assert_eq!(agent(&m, "a1")["last_status_change"], 301);
+        let c = m.apply(&ev(
+            "agent-status-change",
+            302,
+            &[("Agent", "a1"), ("Agent-Status", "Available")],
+        ));
+        let a1 = agent(&m, "a1");
+        assert_eq!(
+            (a1["calls_answered"].clone(), a1["talk_time"].clone()),
+            (json!(0), json!(0))
+        );
+        assert_eq!(a1["updated"], 302_000_000u64);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].hash, Hash::Agents);
+    }
+
+    #[test]
+    fn a_call_moves_the_member_and_counts_once() {
+        let mut m = seeded();
+        m.apply(&ev(
+            "agent-state-change",
+            300,
+            &[("Agent", "a1"), ("Agent-State", "Receiving")],
+        ));
+        assert_eq!(agent(&m, "a1")["last_offered_call"], 300);
+        let c = m.apply(&ev(
+            "agent-offering",
+            300,
+            &[("Queue", "q"), ("Agent", "a1"), ("Member-UUID", "m1")],
+        ));
+        assert_eq!(m.members["q"]["m1"]["state"], "Trying");
+        assert_eq!(m.members["q"]["m1"]["serving_agent"], "a1");
+        assert!(
+            c.iter().all(|c| c.hash != Hash::Queues),
+            "Trying still waits: {c:?}"
+        );
+        let start = ev(
+            "bridge-agent-start",
+            301,
+            &[("Queue", "q"), ("Agent", "a1"), ("Member-UUID", "m1")],
+        );
+        m.apply(&start);
+        assert_eq!(agent(&m, "a1")["calls_answered"], 3);
+        assert_eq!(m.rendered["q"]["answering"], 1);
+        assert_eq!(m.rendered["q"]["waiting"], 0);
+        // The same bridge again (a seed that already had it, then the event): counted once.
+        m.apply(&start);
+        assert_eq!(agent(&m, "a1")["calls_answered"], 3);
+        m.apply(&ev(
+            "bridge-agent-end",
+            305,
+            &[("Queue", "q"), ("Agent", "a1"), ("Member-UUID", "m1")],
+        ));
+        assert_eq!(agent(&m, "a1")["talk_time"], 14);
+        assert_eq!(agent(&m, "a1")["last_bridge_end"], 305);
+        let c = m.apply(&ev(
+            "member-queue-end",
+            305,
+            &[
+                ("Queue", "q"),
+                ("Member-UUID", "m1"),
+                ("Cause", "Terminated"),
+            ],
+        ));
+        assert!(c.contains(&Change {
+            hash: Hash::Members("q".into()),
+            field: "m1".into(),
+            value: None
+        }));
+        assert_eq!(m.rendered["q"]["answering"], 0);
+    }
+
+    #[test]
+    fn a_caller_who_gives_up_is_abandoned_then_discarded_and_may_resume() {
+        let mut m = seeded();
+        m.apply(&ev(
+            "member-queue-end",
+            400,
+            &[
+                ("Queue", "q"),
+                ("Member-UUID", "m1"),
+                ("Cause", "Cancel"),
+                ("Member-Leaving-Time", "400"),
+            ],
+        ));
+        let m1 = &m.members["q"]["m1"];
+        assert_eq!(
+            (m1["state"].clone(), m1["session_uuid"].clone()),
+            (json!("Abandoned"), json!(""))
+        );
+        assert_eq!(m.rendered["q"]["abandoned"], 1);
+        assert_eq!(m.rendered["q"]["longest_wait_since"], Value::Null);
+        // Back within discard-abandoned-after: the same place in the queue.
+        m.apply(&ev(
+            "member-queue-resume",
+            420,
+            &[
+                ("Queue", "q"),
+                ("Member-UUID", "m1"),
+                ("Member-Session-UUID", "s9"),
+            ],
+        ));
+        let m1 = &m.members["q"]["m1"];
+        assert_eq!(m1["joined_epoch"], 200);
+        assert_eq!(m1["rejoined_epoch"], 420);
+        assert_eq!(m1["variables"], json!({"campaign_id": "295"}));
+        m.apply(&ev(
+            "member-queue-end",
+            430,
+            &[("Queue", "q"), ("Member-UUID", "m1"), ("Cause", "Cancel")],
+        ));
+        assert!(
+            m.expire(430 + 60).is_empty(),
+            "not before discard-abandoned-after has passed"
+        );
+        let c = m.expire(430 + 61);
+        assert_eq!(c[0].value, None);
+        assert!(m.members["q"].is_empty());
+        assert_eq!(m.rendered["q"]["abandoned"], 0);
+    }
+
+    #[test]
+    fn a_failed_offer_puts_the_caller_back_and_counts_a_no_answer_unless_busy() {
+        let mut m = seeded();
+        m.apply(&ev(
+            "agent-offering",
+            300,
+            &[("Queue", "q"), ("Agent", "a2"), ("Member-UUID", "m1")],
+        ));
+        m.apply(&ev(
+            "bridge-agent-fail",
+            310,
+            &[
+                ("Queue", "q"),
+                ("Agent", "a2"),
+                ("Member-UUID", "m1"),
+                ("Hangup-Cause", "USER_BUSY"),
+            ],
+        ));
+        assert_eq!(m.members["q"]["m1"]["state"], "Waiting");
+        assert_eq!(m.members["q"]["m1"]["serving_agent"], "");
+        assert_eq!(agent(&m, "a2")["no_answer_count"], 0);
+        m.apply(&ev(
+            "bridge-agent-fail",
+            320,
+            &[
+                ("Queue", "q"),
+                ("Agent", "a2"),
+                ("Member-UUID", "m1"),
+                ("Hangup-Cause", "ALLOTTED_TIMEOUT"),
+            ],
+        ));
+        assert_eq!(agent(&m, "a2")["no_answer_count"], 1);
+    }
+
+    #[test]
+    fn a_refresh_reports_only_the_drift_and_keeps_updated() {
+        let mut m = seeded();
+        let same = seeded();
+        assert!(m.replace_with(same).is_empty());
+        let mut fresh = seeded();
+        fresh.queues.get_mut("q").unwrap().tiers[0].state = "Active Inbound".into();
+        let v = fresh.render_queue("q");
+        fresh.rendered.insert("q".into(), v);
+        if let Some(a) = fresh.agents.get_mut("a2").and_then(Value::as_object_mut) {
+            a.insert("updated".into(), json!(99));
+        }
+        fresh.members.get_mut("q").unwrap().clear();
+        let c = m.replace_with(fresh);
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert!(c.iter().any(|c| c.hash == Hash::Queues));
+        assert!(c
+            .iter()
+            .any(|c| c.hash == Hash::Members("q".into()) && c.value.is_none()));
+    }
+
+    #[test]
+    fn agent_add_adds_once_and_unknown_names_are_created_not_lost() {
+        let mut m = seeded();
+        let c = m.apply(&ev(
+            "agent-add",
+            1,
+            &[("Agent", "a3"), ("Agent-Type", "callback")],
+        ));
+        assert_eq!(agent(&m, "a3")["status"], "Logged Out");
+        assert_eq!(c.len(), 1);
+        assert!(m.apply(&ev("agent-add", 2, &[("Agent", "a3")])).is_empty());
+        m.apply(&ev(
+            "agent-contact-change",
+            3,
+            &[("Agent", "a9"), ("Agent-Contact", "user/9")],
+        ));
+        assert_eq!(agent(&m, "a9")["contact"], "user/9");
+        // Members of a queue the seed did not list still count.
+        m.apply(&ev(
+            "member-queue-start",
+            4,
+            &[("Queue", "new"), ("Member-UUID", "x")],
+        ));
+        assert_eq!(m.rendered["new"]["waiting"], 1);
+        assert_eq!(m.rendered["new"]["strategy"], Value::Null);
     }
 }

@@ -198,3 +198,112 @@ pub fn delta(keys: &Keys, changes: &[Change]) -> String {
     }
     Value::Object(out).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn keys() -> Keys {
+        Keys {
+            prefix: "{cc}:fs1".into(),
+        }
+    }
+
+    #[test]
+    fn each_op_uses_the_next_key_so_that_every_written_key_is_declared() {
+        let mut call = Call::default();
+        call.xadd("s", &[b"MAXLEN", b"~", b"10", b"*", b"event", b"E"]);
+        call.changes(
+            &keys(),
+            &[
+                Change {
+                    hash: Hash::Agents,
+                    field: "a".into(),
+                    value: Some(json!({"status": "Available"})),
+                },
+                Change {
+                    hash: Hash::Members("q".into()),
+                    field: "m".into(),
+                    value: None,
+                },
+            ],
+        );
+        call.meta(&keys(), &[("sequence", "7")]);
+        let mut out = Vec::new();
+        call.encode("abc", &mut out);
+        let text = String::from_utf8(out).unwrap();
+        // Headers (`*N`, `$N`) out, arguments in (the bare `*` is XADD's ID).
+        let parts: Vec<&str> = text
+            .split("\r\n")
+            .filter(|l| !(l.starts_with('$') || (l.starts_with('*') && l.len() > 1)))
+            .collect();
+        assert_eq!(
+            parts[..7],
+            [
+                "EVALSHA",
+                "abc",
+                "4",
+                "s",
+                "{cc}:fs1:agents",
+                "{cc}:fs1:members:q",
+                "{cc}:fs1:meta"
+            ]
+        );
+        assert_eq!(
+            parts[7..],
+            [
+                "X",
+                "6",
+                "MAXLEN",
+                "~",
+                "10",
+                "*",
+                "event",
+                "E",
+                "H",
+                "1",
+                "a",
+                "{\"status\":\"Available\"}",
+                "R",
+                "1",
+                "m",
+                "M",
+                "1",
+                "sequence",
+                "7",
+                ""
+            ]
+        );
+        // One op for each declared key, as the script consumes them.
+        let ops = parts[7..]
+            .iter()
+            .filter(|p| ["X", "C", "D", "H", "R", "M"].contains(p))
+            .count();
+        assert_eq!(ops, 4);
+    }
+
+    #[test]
+    fn the_delta_is_keyed_by_full_key_names_with_null_for_removals() {
+        let d = delta(
+            &keys(),
+            &[Change {
+                hash: Hash::Members("q".into()),
+                field: "m".into(),
+                value: None,
+            }],
+        );
+        assert_eq!(d, r#"{"{cc}:fs1:members:q":{"m":null}}"#);
+    }
+
+    #[test]
+    fn the_sha_is_the_scripts() {
+        assert_eq!(sha().len(), 40);
+        assert_eq!(
+            sha(),
+            sha1_smol::Sha1::from(SCRIPT.as_bytes())
+                .digest()
+                .to_string()
+        );
+    }
+}
