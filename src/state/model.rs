@@ -330,6 +330,15 @@ impl Model {
         let member = ev.header("Member-UUID").unwrap_or("").to_string();
         let mut agent_changed = false;
         let mut member_queue = None;
+        let existed = self.agents.contains_key(&agent);
+        // An agent event without an agent changes no agent.
+        let agent_event = matches!(
+            ev.action(),
+            "agent-status-change" | "agent-state-change" | "agent-contact-change"
+        );
+        if agent.is_empty() && agent_event {
+            return Vec::new();
+        }
         match ev.action() {
             "agent-add" if !agent.is_empty() && !self.agents.contains_key(&agent) => {
                 let mut a = pick(&Map::new(), AGENT_TEXT, AGENT_NUMBERS);
@@ -427,7 +436,7 @@ impl Model {
                 }
                 let a = self.agent(&agent);
                 // Counted once: a seed taken after the bridge already has it.
-                if now > num(a.get("last_bridge_start")) {
+                if !agent.is_empty() && now > num(a.get("last_bridge_start")) {
                     let answered = num(a.get("calls_answered")) + 1;
                     a.insert("calls_answered".into(), json!(answered));
                     a.insert("last_bridge_start".into(), json!(now));
@@ -441,7 +450,7 @@ impl Model {
                     .and_then(|t| t.parse().ok())
                     .unwrap_or(now);
                 let a = self.agent(&agent);
-                if end > num(a.get("last_bridge_end")) {
+                if !agent.is_empty() && end > num(a.get("last_bridge_end")) {
                     let talk = num(a.get("talk_time")) + (end - num(a.get("last_bridge_start")));
                     a.insert("talk_time".into(), json!(talk.max(0)));
                     a.insert("last_bridge_end".into(), json!(end));
@@ -465,7 +474,7 @@ impl Model {
                     "CALL_REJECTED",
                     "USER_NOT_REGISTERED",
                 ];
-                if !not_a_no_answer.contains(&cause) {
+                if !agent.is_empty() && !not_a_no_answer.contains(&cause) {
                     let a = self.agent(&agent);
                     let n = num(a.get("no_answer_count")) + 1;
                     a.insert("no_answer_count".into(), json!(n));
@@ -498,6 +507,11 @@ impl Model {
                 member_queue = Some(queue.clone());
             }
             _ => {}
+        }
+        if agent.is_empty() {
+            self.agents.remove("");
+        } else if !existed && self.agents.contains_key(&agent) {
+            agent_changed = true;
         }
         let mut out = Vec::new();
         if agent_changed {
@@ -1015,5 +1029,123 @@ mod tests {
         ));
         assert_eq!(m.rendered["new"]["waiting"], 1);
         assert_eq!(m.rendered["new"]["strategy"], Value::Null);
+    }
+
+    /// An event from a small world (3 agents, 2 queues, 3 members) with any
+    /// action and odd values: owned, for the property below.
+    #[derive(Clone, Debug)]
+    struct AnyEv {
+        action: &'static str,
+        headers: Vec<(&'static str, String)>,
+        ts: Option<u64>,
+    }
+
+    impl EventView for AnyEv {
+        fn action(&self) -> &str {
+            self.action
+        }
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+        }
+        fn timestamp_us(&self) -> Option<u64> {
+            self.ts
+        }
+        fn variables(&self) -> Vec<(&str, &str)> {
+            Vec::new()
+        }
+    }
+
+    fn any_event() -> impl proptest::strategy::Strategy<Value = AnyEv> {
+        use proptest::prelude::*;
+        const ACTIONS: &[&str] = &[
+            "agent-add",
+            "agent-status-change",
+            "agent-state-change",
+            "agent-contact-change",
+            "member-queue-start",
+            "member-queue-resume",
+            "agent-offering",
+            "bridge-agent-start",
+            "bridge-agent-end",
+            "bridge-agent-fail",
+            "member-queue-end",
+            "members-count",
+        ];
+        let value = prop_oneof![
+            Just(String::new()),
+            Just("Available".to_string()),
+            Just("Terminated".to_string()),
+            Just("Cancel".to_string()),
+            Just("-5".to_string()),
+            Just("99999999999999999999".to_string()),
+            "[a-z0-9 ]{0,6}",
+        ];
+        (
+            0..ACTIONS.len(),
+            0..3usize,
+            0..2usize,
+            0..3usize,
+            proptest::option::of(0..2_000_000_000u64),
+            value.clone(),
+            value,
+        )
+            .prop_map(|(a, agent, queue, member, ts, v1, v2)| AnyEv {
+                action: ACTIONS[a],
+                headers: vec![
+                    ("Agent", format!("a{agent}")),
+                    ("Queue", ["q", "other"][queue].to_string()),
+                    ("Member-UUID", format!("m{member}")),
+                    ("Agent-Status", v1.clone()),
+                    ("Agent-State", v1.clone()),
+                    ("Cause", v1),
+                    ("Bridge-Terminated-Time", v2.clone()),
+                    ("Member-Leaving-Time", v2),
+                ],
+                ts: ts.map(|s| s * 1000),
+            })
+    }
+
+    fn as_map(changes: Vec<Change>) -> BTreeMap<(Hash, String), Value> {
+        changes
+            .into_iter()
+            .filter_map(|c| Some(((c.hash, c.field), c.value?)))
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// What a stream consumer does, applying each event's changes to its
+        /// copy, always gives the model's whole state; and each queue's counts
+        /// are its members'. Whatever the events: none panics.
+        #[test]
+        fn applying_the_changes_always_gives_the_whole_state(
+            events in proptest::collection::vec(any_event(), 1..80),
+            expire_at in 0..2_000_000i64,
+        ) {
+            let mut m = seeded();
+            let mut copy = as_map(m.all());
+            for (i, e) in events.iter().enumerate() {
+                let changes = if i == events.len() / 2 {
+                    m.expire(expire_at)
+                } else {
+                    m.apply(e)
+                };
+                for c in changes {
+                    match c.value {
+                        Some(v) => copy.insert((c.hash, c.field), v),
+                        None => copy.remove(&(c.hash, c.field)),
+                    };
+                }
+                proptest::prop_assert_eq!(&copy, &as_map(m.all()));
+                for (q, v) in &m.rendered {
+                    let ms = m.members.get(q).cloned().unwrap_or_default();
+                    let n = |states: &[&str]| ms.values().filter(|m| states.contains(&text(m.get("state")))).count();
+                    proptest::prop_assert_eq!(v["waiting"].as_u64(), Some(n(&["Waiting", "Trying"]) as u64));
+                    proptest::prop_assert_eq!(v["answering"].as_u64(), Some(n(&["Answered"]) as u64));
+                }
+            }
+        }
     }
 }
