@@ -16,7 +16,9 @@ use harness::redis::{RedisServer, Subscriber};
 fn main() {
     let redis = RedisServer::start();
     println!("== redis-server started on 127.0.0.1:{}", redis.port);
-    harness::config_for(redis.port, &[]);
+    // The live state mirror too, seeded from mod_callcenter's recorded JSON replies.
+    harness::state::serve_point("01-start");
+    harness::config_for(redis.port, &[("state", "true")]);
     let sub = Subscriber::new(&redis, "callcenter_events");
     println!("== subscribed to 'callcenter_events' (like the Python example in README.md)");
 
@@ -39,12 +41,15 @@ fn main() {
             "agent-offering" | "bridge-agent-start" | "agent-status-change"
         );
         expected += usize::from(published);
+        let state_only = !published && !action.ends_with("-get") && action != "agent-max-no-answer";
         println!(
             "   fire #{:<4} {:<22} {}",
             f.header("Event-Sequence").unwrap_or_default(),
             action,
             if published {
-                "-> published"
+                "-> published, and applied to the state mirror"
+            } else if state_only {
+                "-> applied to the state mirror"
             } else {
                 "(ignored)"
             }
@@ -66,6 +71,13 @@ fn main() {
     });
     println!("== fs_cli> cc_events status");
     print!("{}", core::api("cc_events", "status").unwrap_or_default());
+    println!("== fs_cli> cc_events state");
+    print!("{}", core::api("cc_events", "state").unwrap_or_default());
+    let mut con = redis.connection();
+    let areski: Option<String> =
+        redis::Commands::hget(&mut con, "cc_state:agents", "tenant-1@areski").ok();
+    println!("== redis-cli HGET cc_state:agents tenant-1@areski");
+    println!("{}", areski.unwrap_or_default());
     core::echo_logs(true);
     module.unload();
     println!("== module unloaded; done");

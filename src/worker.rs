@@ -41,6 +41,8 @@ pub struct Pending {
     /// An event from the queue; false: the state mirror's own write (a seed,
     /// a refresh, an expiry), which no counter counts.
     pub event: bool,
+    /// Published under `name` (false: an action only the state mirror applies).
+    pub shown: bool,
 }
 
 /// How many events, from the first, are confirmed when the first `ok` replies
@@ -390,7 +392,9 @@ impl Run {
         self.last_io = Instant::now();
         let n = confirmed(&self.batch, ex.ok);
         let done = self.batch.iter().take(n).filter(|p| p.event);
-        self.w.stats.count_published(done.clone().map(|p| &p.name));
+        self.w
+            .stats
+            .count_published(done.clone().filter(|p| p.shown).map(|p| &p.name));
         let events = done.count() as u64;
         self.batch.drain(..n);
         self.note_in_batch();
@@ -501,6 +505,7 @@ impl Run {
             replies,
             name,
             event: true,
+            shown: true,
         });
     }
 
@@ -531,12 +536,14 @@ impl Run {
         st.mirror.event(&ev, apply, xadd_ref, &mut commands);
         replies += 1;
         let name = entry.name.clone();
+        let shown = entry.publish;
         self.w.spares.put(ev.into_spare());
         self.batch.push_back(Pending {
             commands,
             replies,
             name,
             event: true,
+            shown,
         });
     }
 
@@ -657,6 +664,7 @@ impl Run {
             replies: 1,
             name: Arc::from(name),
             event: false,
+            shown: false,
         });
         self.send();
         true
@@ -696,6 +704,7 @@ mod tests {
                 replies: r,
                 name: Arc::from("x"),
                 event: true,
+                shown: true,
             })
             .collect()
     }
