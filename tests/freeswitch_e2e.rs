@@ -10,11 +10,14 @@
 //!
 //! CC_EVENTS_KEEP_E2E=1 keeps the temporary FreeSWITCH directory (config, log) for a look.
 //!
-//! Two scenarios, one FreeSWITCH at a time: the seed format with unload/load
-//! cycles and an in-place upgrade; and `events=all`, `format=envelope` with a
+//! Three scenarios, one FreeSWITCH at a time: the seed format with unload/load
+//! cycles and an in-place upgrade; `events=all`, `format=envelope` with a
 //! stream: one call's lifecycle on Pub/Sub and in the stream, then
 //! `cc_events reload` twice while agent status changes flow (the second with
-//! Redis frozen, so that events are queued on both sides of it).
+//! Redis frozen, so that events are queued on both sides of it); and the live
+//! state mirror (`state=true`) compared with mod_callcenter's own `agent list`
+//! and `member list` through a call, a waiting caller, status changes, an
+//! unload/load (reseed) and an abandoned caller.
 
 mod harness;
 
@@ -1179,6 +1182,648 @@ fn envelope_stream_and_reload_in_a_real_freeswitch() {
         !log.contains("panic"),
         "no panic in {}",
         fs.log_path().display()
+    );
+    eprintln!("the whole scenario took {:?}", t0.elapsed());
+    let base = fs.base.clone();
+    drop(fs);
+    if std::env::var_os("CC_EVENTS_KEEP_E2E").is_some() {
+        eprintln!("kept {}", base.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+}
+
+// --- The live state mirror against mod_callcenter's own lists ----------------
+
+/// The mirror's key prefix (`state-prefix` left at its default).
+const STATE_PREFIX: &str = "cc_state";
+const QUEUE: &str = "tenant-1@areski-queue";
+const BOB_CONTACT: &str =
+    "[leg_timeout=10,execute_on_answer=sched_hangup +4 normal_clearing]null/bob";
+/// Agent fields both the mirror and `callcenter_config agent list` hold.
+const AGENT_TEXT: [&str; 3] = ["status", "state", "contact"];
+const AGENT_NUMBERS: [&str; 6] = [
+    "calls_answered",
+    "no_answer_count",
+    "talk_time",
+    "last_bridge_start",
+    "last_bridge_end",
+    "last_status_change",
+];
+/// Member fields both the mirror and `callcenter_config member list` hold.
+const MEMBER_TEXT: [&str; 6] = [
+    "uuid",
+    "session_uuid",
+    "state",
+    "serving_agent",
+    "cid_number",
+    "cid_name",
+];
+const MEMBER_NUMBERS: [&str; 1] = ["joined_epoch"];
+
+/// `callcenter_config <args>` through mod_commands' `json` API, over the event
+/// socket: the rows of its `response` (all values strings, SQL NULLs left out).
+fn callcenter_rows(esl: &mut Esl, args: &str) -> Vec<serde_json::Value> {
+    let request = serde_json::json!({"command": "callcenter_config", "data": {"arguments": args}});
+    let out = esl.api(&format!("json {request}")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("json callcenter_config {args}: not JSON ({e}): {out}"));
+    assert_eq!(v["status"], "success", "{out}");
+    match &v["response"] {
+        serde_json::Value::Array(rows) => rows.clone(),
+        serde_json::Value::Null => Vec::new(),
+        other => panic!("json callcenter_config {args}: response {other}"),
+    }
+}
+
+/// One side's agents and members in the fields both sides hold, numbers as numbers:
+/// `{"agents": {name: {...}}, "members": {uuid: {...}}}`.
+type View = serde_json::Value;
+
+/// mod_callcenter's view: its strings turned into numbers where the mirror has
+/// numbers, a NULL column (left out of its JSON) as the mirror's "" or 0.
+fn their_view(esl: &mut Esl) -> View {
+    fn pick(row: &serde_json::Value, text: &[&str], numbers: &[&str]) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        for k in text {
+            let v = row.get(*k).cloned().unwrap_or(serde_json::json!(""));
+            out.insert(k.to_string(), v);
+        }
+        for k in numbers {
+            let v = match row.get(*k) {
+                None => serde_json::json!(0),
+                Some(serde_json::Value::String(s)) => s
+                    .parse::<i64>()
+                    .map_or_else(|_| serde_json::json!(s), |n| serde_json::json!(n)),
+                Some(other) => other.clone(),
+            };
+            out.insert(k.to_string(), v);
+        }
+        serde_json::Value::Object(out)
+    }
+    let agents: serde_json::Map<String, serde_json::Value> = callcenter_rows(esl, "agent list")
+        .iter()
+        .map(|a| {
+            let name = a["name"].as_str().unwrap().to_owned();
+            (name, pick(a, &AGENT_TEXT, &AGENT_NUMBERS))
+        })
+        .collect();
+    let members: serde_json::Map<String, serde_json::Value> = callcenter_rows(esl, "member list")
+        .iter()
+        .map(|m| {
+            let uuid = m["uuid"].as_str().unwrap().to_owned();
+            (uuid, pick(m, &MEMBER_TEXT, &MEMBER_NUMBERS))
+        })
+        .collect();
+    serde_json::json!({"agents": agents, "members": members})
+}
+
+/// The mirror's view, its values as they are in Redis (a number stored as a
+/// string would not compare equal).
+fn our_view(s: &Snapshot) -> View {
+    let pick = |v: &serde_json::Value, fields: &[&str]| -> serde_json::Value {
+        fields
+            .iter()
+            .map(|k| (k.to_string(), v.get(*k).cloned().unwrap_or_default()))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let agent_fields: Vec<&str> = AGENT_TEXT.iter().chain(&AGENT_NUMBERS).copied().collect();
+    let member_fields: Vec<&str> = MEMBER_TEXT.iter().chain(&MEMBER_NUMBERS).copied().collect();
+    let agents: serde_json::Map<String, serde_json::Value> = s
+        .get("agents")
+        .into_iter()
+        .flatten()
+        .map(|(name, a)| (name.clone(), pick(a, &agent_fields)))
+        .collect();
+    let members: serde_json::Map<String, serde_json::Value> = s
+        .iter()
+        .filter(|(k, _)| k.starts_with("members:"))
+        .flat_map(|(_, ms)| ms.iter())
+        .map(|(uuid, m)| (uuid.clone(), pick(m, &member_fields)))
+        .collect();
+    serde_json::json!({"agents": agents, "members": members})
+}
+
+/// Every hash of the mirror, values parsed (harness::state::snapshot).
+type Snapshot =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, serde_json::Value>>;
+
+/// The entries where two views differ, one per line.
+fn differences(ours: &View, theirs: &View) -> String {
+    let mut out = Vec::new();
+    for kind in ["agents", "members"] {
+        let (o, t) = (&ours[kind], &theirs[kind]);
+        let names: std::collections::BTreeSet<&String> = o
+            .as_object()
+            .into_iter()
+            .chain(t.as_object())
+            .flat_map(|m| m.keys())
+            .collect();
+        for n in names {
+            if o.get(n) != t.get(n) {
+                out.push(format!(
+                    "  {kind} {n}:\n    mirror:         {}\n    mod_callcenter: {}",
+                    o.get(n).map_or("(none)".into(), |v| v.to_string()),
+                    t.get(n).map_or("(none)".into(), |v| v.to_string())
+                ));
+            }
+        }
+    }
+    out.join("\n")
+}
+
+/// Waits (bounded) until mod_callcenter's lists satisfy `expect` and the
+/// mirror agrees with them, then returns the mirror's snapshot and the agreed
+/// view. mod_callcenter fires its events after updating its database, so the
+/// mirror may lag it for a moment; beyond the bound, the test fails with both sides.
+fn mirror_agrees(
+    esl: &mut Esl,
+    con: &mut redis::Connection,
+    what: &str,
+    expect: impl Fn(&View) -> bool,
+) -> (Snapshot, View) {
+    let t = std::time::Instant::now();
+    let mut last = None;
+    let ok = wait_until(WAIT, || {
+        let theirs = their_view(esl);
+        let s = harness::state::snapshot(con, STATE_PREFIX);
+        let ours = our_view(&s);
+        let done = expect(&theirs) && ours == theirs;
+        last = Some((s, ours, theirs));
+        done
+    });
+    let (s, ours, theirs) = last.unwrap();
+    assert!(
+        expect(&theirs),
+        "{what}: mod_callcenter never got there within {WAIT:?}:\n{}",
+        serde_json::to_string_pretty(&theirs).unwrap()
+    );
+    assert!(
+        ok,
+        "{what}: the mirror and mod_callcenter still differ after {WAIT:?}:\n{}\nmirror:\n{}\nmod_callcenter:\n{}",
+        differences(&ours, &theirs),
+        serde_json::to_string_pretty(&ours).unwrap(),
+        serde_json::to_string_pretty(&theirs).unwrap()
+    );
+    eprintln!(
+        "{what}: the mirror agrees with mod_callcenter ({:?}): {} agents, {} members",
+        t.elapsed(),
+        theirs["agents"].as_object().unwrap().len(),
+        theirs["members"].as_object().unwrap().len()
+    );
+    (s, theirs)
+}
+
+/// Every value the mirror keeps as a number is a JSON number.
+fn assert_numbers_are_numbers(s: &Snapshot) {
+    let check = |hash: &str, name: &str, v: &serde_json::Value, keys: &[&str]| {
+        for k in keys {
+            assert!(
+                v.get(*k).is_some_and(serde_json::Value::is_i64),
+                "{hash} {name}: {k} must be a JSON number: {v}"
+            );
+        }
+    };
+    for (name, a) in s.get("agents").into_iter().flatten() {
+        check(
+            "agents",
+            name,
+            a,
+            &[
+                "max_no_answer",
+                "wrap_up_time",
+                "reject_delay_time",
+                "busy_delay_time",
+                "no_answer_delay_time",
+                "last_bridge_start",
+                "last_bridge_end",
+                "last_offered_call",
+                "last_status_change",
+                "no_answer_count",
+                "calls_answered",
+                "talk_time",
+                "ready_time",
+                "updated",
+            ],
+        );
+    }
+    for (name, q) in s.get("queues").into_iter().flatten() {
+        check(
+            "queues",
+            name,
+            q,
+            &[
+                "waiting",
+                "answering",
+                "abandoned",
+                "tier_rule_wait_second",
+                "discard_abandoned_after",
+                "max_wait_time",
+                "max_wait_time_with_no_agent",
+                "max_wait_time_with_no_agent_time_reached",
+            ],
+        );
+        let since = &q["longest_wait_since"];
+        assert!(since.is_null() || since.is_i64(), "queues {name}: {q}");
+        for t in q["agents"].as_array().unwrap() {
+            check("queues", name, t, &["level", "position"]);
+        }
+    }
+    for (hash, ms) in s.iter().filter(|(k, _)| k.starts_with("members:")) {
+        for (uuid, m) in ms {
+            check(
+                hash,
+                uuid,
+                m,
+                &[
+                    "joined_epoch",
+                    "rejoined_epoch",
+                    "bridge_epoch",
+                    "abandoned_epoch",
+                ],
+            );
+        }
+    }
+}
+
+/// The mirror's queue holds `queue list`'s settings (numbers as numbers) and,
+/// as `agents`, `tier list`'s tiers of the queue ordered by level and
+/// position; returns those tiers.
+fn assert_queue_matches(esl: &mut Esl, s: &Snapshot) -> serde_json::Value {
+    let ours = &s["queues"][QUEUE];
+    let theirs = callcenter_rows(esl, "queue list")
+        .into_iter()
+        .find(|q| q["name"] == QUEUE)
+        .expect("the queue in queue list");
+    for (k, v) in theirs.as_object().unwrap() {
+        let want = match v.as_str().map(str::parse::<i64>) {
+            Some(Ok(n)) if ours[k].is_number() => serde_json::json!(n),
+            _ => v.clone(),
+        };
+        assert_eq!(
+            ours[k], want,
+            "queue {k}: mirror {ours}\nqueue list {theirs}"
+        );
+    }
+    let mut tiers: Vec<(i64, i64, String, String)> = callcenter_rows(esl, "tier list")
+        .iter()
+        .filter(|t| t["queue"] == QUEUE)
+        .map(|t| {
+            let n = |k: &str| t[k].as_str().unwrap().parse::<i64>().unwrap();
+            let s = |k: &str| t[k].as_str().unwrap().to_owned();
+            (n("level"), n("position"), s("agent"), s("state"))
+        })
+        .collect();
+    tiers.sort();
+    let want: serde_json::Value = tiers
+        .into_iter()
+        .map(|(level, position, name, state)| {
+            serde_json::json!({"name": name, "level": level, "position": position, "tier_state": state})
+        })
+        .collect();
+    assert_eq!(ours["agents"], want, "the queue's tiers: mirror {ours}");
+    want
+}
+
+/// `cc_events state`'s counts, by label.
+fn state_counts(esl: &mut Esl) -> (String, std::collections::BTreeMap<String, String>) {
+    let out = esl.api("cc_events state").unwrap();
+    let lines = out
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    (out, lines)
+}
+
+/// `cc_events state` shows these counts of the mirror (the worker publishes
+/// its report after each write Redis confirmed: wait for it).
+fn assert_state_counts(esl: &mut Esl, want: [(&str, usize); 4]) -> String {
+    let mut last = String::new();
+    let ok = wait_until(WAIT, || {
+        let (out, c) = state_counts(esl);
+        last = out;
+        want.iter().all(|(k, n)| c.get(*k) == Some(&n.to_string()))
+            && c.get("mod_callcenter").map(String::as_str) == Some("read")
+    });
+    assert!(ok, "cc_events state never showed {want:?}:\n{last}");
+    last
+}
+
+fn meta_of(con: &mut redis::Connection) -> std::collections::BTreeMap<String, String> {
+    harness::state::meta(con, STATE_PREFIX)
+}
+
+fn api_ok(esl: &mut Esl, cmd: &str) {
+    let out = esl.api(cmd).unwrap();
+    assert!(out.starts_with("+OK"), "{cmd}: {out}");
+}
+
+fn agent<'a>(v: &'a View, name: &str) -> &'a serde_json::Value {
+    &v["agents"][name]
+}
+
+fn only_member(v: &View) -> Option<&serde_json::Value> {
+    let ms = v["members"].as_object()?;
+    (ms.len() == 1).then(|| ms.values().next().unwrap())
+}
+
+#[test]
+#[cfg_attr(
+    not(freeswitch_prefix),
+    ignore = "set FREESWITCH_PREFIX to an installed FreeSWITCH 1.10 to run this test"
+)]
+fn state_mirror_follows_mod_callcenter_in_a_real_freeswitch() {
+    let _one = ONE_FREESWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    let t0 = std::time::Instant::now();
+    let redis = RedisServer::start();
+    let mut con = redis.connection();
+    let mut fs = start_freeswitch(
+        "freeswitch-state",
+        &cc_events_conf(
+            redis.port,
+            &[
+                ("events", "all"),
+                ("stream", "cc_stream"),
+                ("state", "true"),
+                // Events alone keep the mirror current here: no periodic re-read
+                // of mod_callcenter that would paper over a wrongly applied event.
+                ("state-refresh-s", "0"),
+            ],
+        ),
+    );
+    let module = fs.module.clone();
+    let esl = &mut fs.esl;
+    let out = assert_state_counts(
+        esl,
+        [
+            ("agents", 1),
+            ("queues", 1),
+            ("waiting", 0),
+            ("answering", 0),
+        ],
+    );
+    eprintln!("fs_cli> cc_events state\n{out}");
+    let first_seed: u64 = meta_of(&mut con)["seeded_at"].parse().unwrap();
+    let (s, _) = mirror_agrees(esl, &mut con, "at start", |v| {
+        agent(v, "tenant-1@areski")["status"] == "Logged Out"
+    });
+    assert_queue_matches(esl, &s);
+
+    // A second agent through the API: agent-add, then agent-contact-change.
+    api_ok(esl, "callcenter_config agent add tenant-1@bob callback");
+    api_ok(
+        esl,
+        &format!("callcenter_config agent set contact tenant-1@bob '{BOB_CONTACT}'"),
+    );
+    api_ok(
+        esl,
+        "callcenter_config agent set max_no_answer tenant-1@bob 3",
+    );
+    api_ok(
+        esl,
+        &format!("callcenter_config tier add {QUEUE} tenant-1@bob 1 2"),
+    );
+    mirror_agrees(esl, &mut con, "bob added", |v| {
+        agent(v, "tenant-1@bob")["contact"] == BOB_CONTACT
+    });
+
+    // 1. areski becomes available.
+    api_ok(
+        esl,
+        "callcenter_config agent set status tenant-1@areski Available",
+    );
+    mirror_agrees(esl, &mut con, "1. areski Available", |v| {
+        agent(v, "tenant-1@areski")["status"] == "Available"
+    });
+
+    // 2. A caller is answered by areski (who hangs up 4 s after answering).
+    api_ok(esl, "originate {origination_caller_id_number=34650110022,origination_caller_id_name='Outbound Call'}loopback/queue/default &park");
+    let (s, v) = mirror_agrees(esl, &mut con, "2. the caller answered", |v| {
+        agent(v, "tenant-1@areski")["state"] == "In a queue call"
+            && only_member(v).is_some_and(|m| m["state"] == "Answered")
+    });
+    let answered = only_member(&v).unwrap().clone();
+    assert_eq!(answered["serving_agent"], "tenant-1@areski", "{answered}");
+    assert_eq!(answered["cid_number"], "34650110022", "{answered}");
+    assert_eq!(answered["cid_name"], "Outbound Call", "{answered}");
+    assert_eq!(agent(&v, "tenant-1@areski")["calls_answered"], 1);
+    let q = &s["queues"][QUEUE];
+    assert_eq!(
+        (&q["waiting"], &q["answering"]),
+        (&0.into(), &1.into()),
+        "{q}"
+    );
+    let ours = &s[&format!("members:{QUEUE}")][answered["uuid"].as_str().unwrap()];
+    assert_eq!(
+        ours["variables"],
+        serde_json::json!({"callrequest_id": "276547", "campaign_id": "295", "phonenumber": "34650844400", "callerid_number": "34650844400"}),
+        "the member's channel variables, from member-queue-start: {ours}"
+    );
+    assert_numbers_are_numbers(&s);
+    assert_state_counts(
+        esl,
+        [
+            ("agents", 2),
+            ("queues", 1),
+            ("waiting", 0),
+            ("answering", 1),
+        ],
+    );
+
+    // 3. The call ends; areski logs out and a second caller waits with no agent.
+    let (_, v) = mirror_agrees(esl, &mut con, "3. the call ended", |v| {
+        v["members"].as_object().unwrap().is_empty()
+            && agent(v, "tenant-1@areski")["last_bridge_end"] != 0
+            && agent(v, "tenant-1@areski")["state"] == "Waiting"
+    });
+    let areski = agent(&v, "tenant-1@areski");
+    assert!(
+        areski["talk_time"].as_i64().unwrap() >= 3,
+        "about 4 s of talk: {areski}"
+    );
+    api_ok(
+        esl,
+        "callcenter_config agent set status tenant-1@areski 'Logged Out'",
+    );
+    api_ok(esl, "originate {origination_caller_id_number=34650110099,origination_caller_id_name='Second Caller'}loopback/queue/default &park");
+    let (s, v) = mirror_agrees(esl, &mut con, "3. a caller waits, no agent", |v| {
+        agent(v, "tenant-1@areski")["status"] == "Logged Out"
+            && only_member(v).is_some_and(|m| m["state"] == "Waiting")
+    });
+    let waiting = only_member(&v).unwrap().clone();
+    let member_uuid = waiting["uuid"].as_str().unwrap().to_owned();
+    let session = waiting["session_uuid"].as_str().unwrap().to_owned();
+    assert_eq!(session.len(), 36, "{waiting}");
+    assert_eq!(waiting["cid_number"], "34650110099", "{waiting}");
+    assert_eq!(waiting["serving_agent"], "", "{waiting}");
+    let q = &s["queues"][QUEUE];
+    assert_eq!(q["waiting"], 1, "{q}");
+    assert_eq!(q["longest_wait_since"], waiting["joined_epoch"], "{q}");
+    assert_numbers_are_numbers(&s);
+
+    // 4. Status changes.
+    api_ok(
+        esl,
+        "callcenter_config agent set status tenant-1@bob 'On Break'",
+    );
+    mirror_agrees(esl, &mut con, "4. bob On Break", |v| {
+        agent(v, "tenant-1@bob")["status"] == "On Break"
+    });
+    api_ok(
+        esl,
+        "callcenter_config agent set status tenant-1@bob 'Logged Out'",
+    );
+    mirror_agrees(esl, &mut con, "4. bob Logged Out", |v| {
+        agent(v, "tenant-1@bob")["status"] == "Logged Out"
+    });
+    let out = assert_state_counts(
+        esl,
+        [
+            ("agents", 2),
+            ("queues", 1),
+            ("waiting", 1),
+            ("answering", 0),
+        ],
+    );
+    eprintln!("fs_cli> cc_events state\n{out}");
+
+    // 5. The module is unloaded and loaded again while the caller waits: the
+    // new instance seeds the mirror again, from mod_callcenter's lists.
+    let before = meta_of(&mut con);
+    api_ok(esl, "unload mod_cc_events");
+    api_ok(esl, &format!("load {}", module.display()));
+    let mut reseeded = 0;
+    assert!(
+        wait_until(WAIT, || {
+            reseeded = meta_of(&mut con)
+                .get("seeded_at")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            reseeded > first_seed
+        }),
+        "no new seed after the load: {:?} (before the unload {before:?})",
+        meta_of(&mut con)
+    );
+    let out = assert_state_counts(
+        esl,
+        [
+            ("agents", 2),
+            ("queues", 1),
+            ("waiting", 1),
+            ("answering", 0),
+        ],
+    );
+    eprintln!("fs_cli> cc_events state (after unload and load)\n{out}");
+    assert!(out.contains("(1 seeds, 0 refreshes)"), "{out}");
+    let (s, v) = mirror_agrees(esl, &mut con, "5. reseeded after unload/load", |v| {
+        only_member(v).is_some_and(|m| m["uuid"] == member_uuid.as_str())
+    });
+    assert_eq!(
+        only_member(&v).unwrap(),
+        &waiting,
+        "the same caller, still waiting"
+    );
+    let ours = &s[&format!("members:{QUEUE}")][&member_uuid];
+    assert_eq!(
+        ours["variables"],
+        serde_json::json!({"callrequest_id": "276547", "campaign_id": "295", "phonenumber": "34650844400", "callerid_number": "34650844400"}),
+        "the seed reads the waiting member's channel variables from its session: {ours}"
+    );
+    // The seed reads the tiers too (tier add fires no event).
+    let agents = assert_queue_matches(esl, &s);
+    assert_eq!(
+        agents,
+        serde_json::json!([
+            {"name": "tenant-1@areski", "level": 1, "position": 1, "tier_state": "Ready"},
+            {"name": "tenant-1@bob", "level": 1, "position": 2, "tier_state": "Ready"},
+        ])
+    );
+    assert_numbers_are_numbers(&s);
+
+    // 6. The caller hangs up: mod_callcenter keeps the member as Abandoned.
+    api_ok(esl, &format!("uuid_kill {session}"));
+    let (s, v) = mirror_agrees(esl, &mut con, "6. the caller abandoned", |v| {
+        only_member(v).is_some_and(|m| m["state"] == "Abandoned")
+    });
+    let abandoned = only_member(&v).unwrap();
+    assert_eq!(abandoned["uuid"], member_uuid.as_str());
+    assert_eq!(abandoned["session_uuid"], "", "{abandoned}");
+    let q = &s["queues"][QUEUE];
+    assert_eq!(
+        (&q["waiting"], &q["answering"], &q["abandoned"]),
+        (&0.into(), &0.into(), &1.into()),
+        "{q}"
+    );
+    assert_eq!(q["longest_wait_since"], serde_json::Value::Null, "{q}");
+    let m = &s[&format!("members:{QUEUE}")][&member_uuid];
+    assert!(m["abandoned_epoch"].as_i64().unwrap() > 0, "{m}");
+    assert_numbers_are_numbers(&s);
+    let out = assert_state_counts(
+        esl,
+        [
+            ("agents", 2),
+            ("queues", 1),
+            ("waiting", 0),
+            ("answering", 0),
+        ],
+    );
+    eprintln!("fs_cli> cc_events state\n{out}");
+
+    // Once quiet: meta names the last stream entry and the last event applied.
+    let mut last = String::new();
+    assert!(
+        wait_until(WAIT, || {
+            let st = status_json(esl);
+            last = st.to_string();
+            st["queued"] == 0 && st["received"] == st["published"]
+        }),
+        "not quiet: {last}"
+    );
+    let stream = xrange(&mut con, "cc_stream");
+    let meta = meta_of(&mut con);
+    let (last_id, _) = stream.last().expect("entries in cc_stream");
+    assert_eq!(meta.get("stream_id"), Some(last_id), "{meta:?}");
+    let last_event = stream
+        .iter()
+        .rev()
+        .find_map(|(_, f)| f.iter().find(|(k, _)| k == "sequence"))
+        .map(|(_, v)| v.clone())
+        .expect("an event in cc_stream");
+    assert_eq!(meta.get("sequence"), Some(&last_event), "{meta:?}");
+    let (out, c) = state_counts(esl);
+    assert_eq!(c.get("last sequence"), Some(&last_event), "{out}");
+    assert!(
+        !meta["host"].is_empty() && meta["core_uuid"].len() == 36,
+        "{meta:?}"
+    );
+    let seeds: Vec<&StreamEntry> = stream
+        .iter()
+        .filter(|(_, f)| f.iter().any(|(k, v)| k == "action" && v == "state-seed"))
+        .collect();
+    assert_eq!(seeds.len(), 2, "one seed per load: {seeds:?}");
+    let seed_at = seeds[1].1.iter().find(|(k, _)| k == "seeded_at").unwrap();
+    assert_eq!(seed_at.1, reseeded.to_string());
+    assert_eq!(meta["seeded_at"], reseeded.to_string());
+    eprintln!("{} entries in cc_stream; meta {meta:?}", stream.len());
+
+    let _ = esl.api("hupall");
+    let _ = esl.api("fsctl shutdown");
+    assert!(
+        wait_until(WAIT, || !fs.fs.alive()),
+        "FreeSWITCH did not shut down"
+    );
+    let log = fs.log();
+    assert!(log.contains("mod_cc_events stopped:"), "shutdown ran");
+    assert!(
+        !log.contains("panic"),
+        "no panic in {}",
+        fs.log_path().display()
+    );
+    assert!(
+        !log.contains("state mirror: cannot read"),
+        "mod_callcenter was there for every seed"
     );
     eprintln!("the whole scenario took {:?}", t0.elapsed());
     let base = fs.base.clone();

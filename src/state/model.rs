@@ -374,6 +374,15 @@ impl Model {
                 if state == "Receiving" {
                     a.insert("last_offered_call".into(), json!(now));
                 }
+                // mod_callcenter stamps last_bridge_start once the legs are
+                // bridged, right before it sets this state; bridge-agent-start
+                // fires before it bridges them, tens of ms earlier, sometimes
+                // in the previous second.
+                if state == "In a queue call"
+                    && num(a.get("last_bridge_start")) > num(a.get("last_bridge_end"))
+                {
+                    a.insert("last_bridge_start".into(), json!(now));
+                }
                 a.insert("state".into(), json!(state));
                 agent_changed = true;
             }
@@ -1147,5 +1156,120 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+/// The bridge's timing against the recorded lists.
+#[cfg(test)]
+mod bridge_timing {
+    use super::*;
+
+    /// An event as the model reads it: `CC-<name>` headers by `<name>`.
+    struct Ev {
+        action: &'static str,
+        headers: Vec<(&'static str, String)>,
+        timestamp_us: u64,
+    }
+
+    impl EventView for Ev {
+        fn action(&self) -> &str {
+            self.action
+        }
+
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+        }
+
+        fn timestamp_us(&self) -> Option<u64> {
+            Some(self.timestamp_us)
+        }
+
+        fn variables(&self) -> Vec<(&str, &str)> {
+            Vec::new()
+        }
+    }
+
+    fn ev(action: &'static str, at_us: u64, headers: &[(&'static str, &str)]) -> Ev {
+        Ev {
+            action,
+            headers: headers.iter().map(|(n, v)| (*n, v.to_string())).collect(),
+            timestamp_us: at_us,
+        }
+    }
+
+    const ARESKI: &str = "tenant-1@areski";
+
+    /// The recorded lists with areski Available, before the first call.
+    fn available() -> Model {
+        let json = |what: &str| {
+            std::fs::read_to_string(format!(
+                "{}/tests/fixtures/callcenter-json/02-areski-available.{what}.json",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+        };
+        let (agents, queues, tiers, members) = (
+            json("agent-list"),
+            json("queue-list"),
+            json("tier-list"),
+            json("member-list"),
+        );
+        let lists = Lists {
+            agents: &agents,
+            queues: &queues,
+            tiers: &tiers,
+            members: &members,
+        };
+        Model::seed(&lists, 0, |_| Map::new()).unwrap()
+    }
+
+    /// mod_callcenter fires bridge-agent-start before it bridges the legs, and
+    /// only once they are bridged sets last_bridge_start (then "In a queue
+    /// call"); talk_time counts from there. A bridge that straddles a second
+    /// boundary must not leave the mirror a second early, in both.
+    #[test]
+    fn last_bridge_start_is_when_the_legs_were_bridged_not_when_the_agent_answered() {
+        let mut m = available();
+        let s = 1_795_606_668u64;
+        let agent = [("Agent", ARESKI)];
+        m.apply(&ev(
+            "agent-state-change",
+            s * 1_000_000 + 900_000,
+            &[("Agent", ARESKI), ("Agent-State", "Receiving")],
+        ));
+        m.apply(&ev("bridge-agent-start", s * 1_000_000 + 980_000, &agent));
+        assert_eq!(m.agents[ARESKI]["calls_answered"], 1);
+        m.apply(&ev(
+            "agent-state-change",
+            (s + 1) * 1_000_000 + 20_000,
+            &[("Agent", ARESKI), ("Agent-State", "In a queue call")],
+        ));
+        let a = &m.agents[ARESKI];
+        assert_eq!(a["last_bridge_start"], s + 1, "{a}");
+        assert_eq!(a["last_offered_call"], s, "{a}");
+        assert_eq!(a["calls_answered"], 1, "counted once: {a}");
+        let end = (s + 5).to_string();
+        m.apply(&ev(
+            "bridge-agent-end",
+            (s + 5) * 1_000_000,
+            &[("Agent", ARESKI), ("Bridge-Terminated-Time", &end)],
+        ));
+        let a = &m.agents[ARESKI];
+        assert_eq!(
+            (&a["talk_time"], &a["last_bridge_end"]),
+            (&json!(4), &json!(s + 5)),
+            "{a}"
+        );
+
+        // "In a queue call" set by hand, with no bridge under way, is only a state.
+        m.apply(&ev(
+            "agent-state-change",
+            (s + 9) * 1_000_000,
+            &[("Agent", ARESKI), ("Agent-State", "In a queue call")],
+        ));
+        assert_eq!(m.agents[ARESKI]["last_bridge_start"], s + 1);
     }
 }
