@@ -307,7 +307,8 @@ impl Mirror {
 
     /// One event's state writes, after its XADD (`xadd`: the stream and the
     /// entry's fields without `state`). `apply` false: captured before the
-    /// seed that is in Redis, which already holds its effect.
+    /// seed that is in Redis, which already holds its effect (but see
+    /// `Model::apply_before_seed`).
     pub fn event(
         &mut self,
         ev: &CapturedEvent,
@@ -316,10 +317,10 @@ impl Mirror {
         out: &mut Vec<u8>,
     ) {
         let test = ev.header("Test") == Some("true");
-        let changes = if apply && self.seeded && !test {
-            self.model.apply(ev)
-        } else {
-            Vec::new()
+        let changes = match (apply, self.seeded && !test) {
+            (true, true) => self.model.apply(ev),
+            (false, true) => self.model.apply_before_seed(ev),
+            (_, false) => Vec::new(),
         };
         if ev.meta.sequence.is_some() {
             self.report.sequence = ev.meta.sequence;

@@ -545,6 +545,20 @@ impl Model {
         out
     }
 
+    /// An event captured before the seed now in the model was read: the seed
+    /// holds its effect, except for a caller who joined, because mod_callcenter
+    /// fires member-queue-start before it inserts the member: a seed read in
+    /// between misses it, so it is added if absent.
+    pub fn apply_before_seed(&mut self, ev: &dyn EventView) -> Vec<Change> {
+        let joins = matches!(ev.action(), "member-queue-start" | "member-queue-resume");
+        let queue = ev.header("Queue").unwrap_or("");
+        let member = ev.header("Member-UUID").unwrap_or("");
+        if joins && self.member(queue, member).is_none() {
+            return self.apply(ev);
+        }
+        Vec::new()
+    }
+
     /// Drops abandoned members as mod_callcenter does, silently, once
     /// `discard-abandoned-after` has passed (`now` in epoch seconds).
     pub fn expire(&mut self, now: i64) -> Vec<Change> {
@@ -1122,6 +1136,36 @@ mod tests {
             .into_iter()
             .filter_map(|c| Some(((c.hash, c.field), c.value?)))
             .collect()
+    }
+
+    #[test]
+    fn before_the_seed_only_a_join_the_seed_missed_is_applied() {
+        let mut m = seeded();
+        let join = ev(
+            "member-queue-start",
+            500,
+            &[("Queue", "q"), ("Member-UUID", "m7")],
+        );
+        assert_eq!(
+            m.apply_before_seed(&join).len(),
+            2,
+            "the member and its queue"
+        );
+        assert_eq!(m.members["q"]["m7"]["state"], "Waiting");
+        // A join the seed has (and may have moved on from) is left alone.
+        m.apply(&ev(
+            "agent-offering",
+            501,
+            &[("Queue", "q"), ("Agent", "a1"), ("Member-UUID", "m7")],
+        ));
+        assert!(m.apply_before_seed(&join).is_empty());
+        assert_eq!(m.members["q"]["m7"]["state"], "Trying");
+        let status = ev(
+            "agent-status-change",
+            502,
+            &[("Agent", "a1"), ("Agent-Status", "On Break")],
+        );
+        assert!(m.apply_before_seed(&status).is_empty());
     }
 
     proptest::proptest! {
