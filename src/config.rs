@@ -18,12 +18,89 @@ pub struct RedisSettings {
     pub db: i64,
     pub connect_timeout: Duration,
     pub io_timeout: Duration,
+    /// One server (`host`, `port`), or found through Sentinel, or a Cluster.
+    pub topology: Topology,
+    /// None: plain TCP.
+    pub tls: Option<TlsSettings>,
+}
+
+/// How the module finds the Redis it writes to.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Topology {
+    #[default]
+    Standalone,
+    Sentinel(SentinelSettings),
+    Cluster(ClusterSettings),
+}
+
+/// `sentinels`, `sentinel-master`, `sentinel-username`, `sentinel-password`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SentinelSettings {
+    pub sentinels: Vec<(String, u16)>,
+    pub master: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for SentinelSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "master '{}' via {}", self.master, addrs(&self.sentinels))
+    }
+}
+
+/// `cluster=true`, `cluster-nodes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// Seed nodes; the rest is discovered.
+    pub nodes: Vec<(String, u16)>,
+}
+
+/// `tls=true`, `tls-ca-file`, `tls-cert-file`, `tls-key-file`,
+/// `tls-verify-hostname`, `tls-server-name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM CA bundle the server's certificate must chain to.
+    pub ca_file: String,
+    /// A client certificate and its key (PEM), for `tls-auth-clients`.
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    /// Check the certificate names the host (on by default).
+    pub verify_hostname: bool,
+    /// The name to check instead of the host (e.g. connecting by IP).
+    pub server_name: Option<String>,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings {
+            ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
+            cert_file: None,
+            key_file: None,
+            verify_hostname: true,
+            server_name: None,
+        }
+    }
+}
+
+/// `h1:p1,h2:p2` for descriptions.
+pub fn addrs(list: &[(String, u16)]) -> String {
+    list.iter()
+        .map(|(h, p)| format!("{h}:{p}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl RedisSettings {
     /// `host:port db N [user U]`: what status and the load line show. Never the password.
     pub fn describe(&self) -> String {
-        let mut s = format!("{}:{} db {}", self.host, self.port, self.db);
+        let mut s = match &self.topology {
+            Topology::Standalone => format!("{}:{} db {}", self.host, self.port, self.db),
+            Topology::Sentinel(st) => format!("sentinel {st:?} db {}", self.db),
+            Topology::Cluster(c) => format!("cluster {}", addrs(&c.nodes)),
+        };
+        if self.tls.is_some() {
+            s.push_str(" tls");
+        }
         if let Some(user) = &self.username {
             s.push_str(&format!(" user {user}"));
         }
@@ -68,6 +145,8 @@ impl Default for Settings {
                 db: 0,
                 connect_timeout: Duration::from_millis(1000),
                 io_timeout: Duration::from_millis(1000),
+                topology: Topology::Standalone,
+                tls: None,
             },
             routes: Routes::default(),
             queue_size: 10_000,
@@ -179,6 +258,19 @@ pub const PARAMS: &[&str] = &[
     "state-prefix",
     "state-refresh-s",
     "state-variables",
+    "sentinels",
+    "sentinel-master",
+    "sentinel-username",
+    "sentinel-password",
+    "cluster",
+    "cluster-nodes",
+    "sharded-pubsub",
+    "tls",
+    "tls-ca-file",
+    "tls-cert-file",
+    "tls-key-file",
+    "tls-verify-hostname",
+    "tls-server-name",
 ];
 
 /// A comma-separated list, trimmed, without empty items.
@@ -207,6 +299,50 @@ fn template(param: &str, value: &str) -> Result<Option<Template>, ConfigError> {
     Template::parse(v)
         .map(Some)
         .map_err(|why| err(param, value, &why))
+}
+
+fn boolean(param: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "true" | "yes" | "on" => Ok(true),
+        "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(err(param, value, "use true or false")),
+    }
+}
+
+/// `host:port,host:port`, at least one.
+fn host_ports(param: &str, value: &str) -> Result<Vec<(String, u16)>, ConfigError> {
+    let items = list(value);
+    if items.is_empty() {
+        return Err(err(
+            param,
+            value,
+            "give host:port pairs separated by commas",
+        ));
+    }
+    items
+        .iter()
+        .map(|item| {
+            let (h, p) = item.rsplit_once(':').ok_or_else(|| {
+                err(
+                    param,
+                    value,
+                    &format!("'{item}' has no port: write host:port"),
+                )
+            })?;
+            let port = p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                err(
+                    param,
+                    value,
+                    &format!("'{item}': the port must be 1..65535"),
+                )
+            })?;
+            let host = h.trim_start_matches('[').trim_end_matches(']');
+            if host.is_empty() {
+                return Err(err(param, value, &format!("'{item}' has no host")));
+            }
+            Ok((host.to_string(), port))
+        })
+        .collect()
 }
 
 /// `{cc}`-style braces around anything but `host`: a Redis Cluster hash tag.
@@ -293,15 +429,50 @@ impl Settings {
         let mut warnings = Vec::new();
         let mut state_on = false;
         let mut state = StateSettings::default();
+        let mut sentinel = SentinelSettings {
+            sentinels: Vec::new(),
+            master: String::new(),
+            username: None,
+            password: None,
+        };
+        let mut cluster_on = false;
+        let mut cluster_nodes = Vec::new();
+        let mut tls_on = false;
+        let mut tls = TlsSettings::default();
         for (name, value) in params {
             match name {
-                "state" => {
-                    state_on = match value.trim() {
-                        "true" | "yes" | "on" => true,
-                        "false" | "no" | "off" | "" => false,
-                        _ => return Err(err(name, value, "use true or false")),
-                    }
+                "sentinels" => sentinel.sentinels = host_ports(name, value)?,
+                "sentinel-master" => {
+                    sentinel.master = non_empty(
+                        name,
+                        value,
+                        "give the master's name as Sentinel knows it (sentinel monitor <name> ...)",
+                    )?
                 }
+                "sentinel-username" => {
+                    sentinel.username = Some(value.to_owned()).filter(|v| !v.is_empty())
+                }
+                "sentinel-password" => {
+                    sentinel.password = Some(value.to_owned()).filter(|v| !v.is_empty())
+                }
+                "cluster" => cluster_on = boolean(name, value)?,
+                "cluster-nodes" => cluster_nodes = host_ports(name, value)?,
+                "sharded-pubsub" => s.routes.sharded = boolean(name, value)?,
+                "tls" => tls_on = boolean(name, value)?,
+                "tls-ca-file" => {
+                    tls.ca_file = non_empty(name, value, "give the path of a PEM CA bundle")?
+                }
+                "tls-cert-file" => {
+                    tls.cert_file = Some(value.trim().to_owned()).filter(|v| !v.is_empty())
+                }
+                "tls-key-file" => {
+                    tls.key_file = Some(value.trim().to_owned()).filter(|v| !v.is_empty())
+                }
+                "tls-verify-hostname" => tls.verify_hostname = boolean(name, value)?,
+                "tls-server-name" => {
+                    tls.server_name = Some(value.trim().to_owned()).filter(|v| !v.is_empty())
+                }
+                "state" => state_on = boolean(name, value)?,
                 "state-prefix" => {
                     let v = non_empty(
                         name,
@@ -411,6 +582,69 @@ impl Settings {
                 "with an empty channel, set stream (or extra-channel): otherwise nothing is published",
             ));
         }
+        if !sentinel.sentinels.is_empty() || !sentinel.master.is_empty() {
+            if sentinel.sentinels.is_empty() || sentinel.master.is_empty() {
+                return Err(err(
+                    if sentinel.master.is_empty() {
+                        "sentinel-master"
+                    } else {
+                        "sentinels"
+                    },
+                    "",
+                    "Sentinel needs both sentinels (host:port,...) and sentinel-master",
+                ));
+            }
+            if cluster_on {
+                return Err(err(
+                    "cluster",
+                    "true",
+                    "use either Sentinel (sentinels) or cluster=true, not both",
+                ));
+            }
+            if sentinel.username.is_some() && sentinel.password.is_none() {
+                return Err(err(
+                    "sentinel-username",
+                    sentinel.username.as_deref().unwrap_or_default(),
+                    "a sentinel username needs sentinel-password",
+                ));
+            }
+            s.redis.topology = Topology::Sentinel(sentinel);
+        }
+        if cluster_on {
+            if s.redis.db != 0 {
+                return Err(err(
+                    "db",
+                    &s.redis.db.to_string(),
+                    "Redis Cluster has only db 0",
+                ));
+            }
+            if cluster_nodes.is_empty() {
+                cluster_nodes.push((s.redis.host.clone(), s.redis.port));
+            }
+            s.redis.topology = Topology::Cluster(ClusterSettings {
+                nodes: cluster_nodes,
+            });
+        } else if !cluster_nodes.is_empty() {
+            warnings
+                .push("cc_events.conf: cluster-nodes is ignored without cluster=true".to_string());
+        }
+        if s.routes.sharded && !cluster_on {
+            warnings.push("cc_events.conf: sharded-pubsub=true without cluster=true: SPUBLISH on one server works like PUBLISH".to_string());
+        }
+        if tls_on {
+            if tls.cert_file.is_some() != tls.key_file.is_some() {
+                return Err(err(
+                    if tls.cert_file.is_some() {
+                        "tls-key-file"
+                    } else {
+                        "tls-cert-file"
+                    },
+                    "",
+                    "a client certificate needs both tls-cert-file and tls-key-file",
+                ));
+            }
+            s.redis.tls = Some(tls);
+        }
         if state_on {
             if let Some(st) = &s.routes.stream {
                 let varying = ["{queue}", "{agent}", "{event}", "{action}"];
@@ -424,6 +658,20 @@ impl Settings {
             }
             s.events.state_vars = Some(state.variables.clone());
             s.state = Some(state);
+        }
+        // Parsed and validated already; each arrives with its link.
+        let not_yet = match (&s.redis.topology, &s.redis.tls) {
+            (Topology::Sentinel(_), _) => Some(("sentinels", "Sentinel")),
+            (Topology::Cluster(_), _) => Some(("cluster", "Redis Cluster")),
+            (_, Some(_)) => Some(("tls", "TLS")),
+            _ => None,
+        };
+        if let Some((param, what)) = not_yet {
+            return Err(err(
+                param,
+                "",
+                &format!("{what} is not supported by this version of mod_cc_events"),
+            ));
         }
         if s.redis.username.is_some() && s.redis.password.is_none() {
             return Err(err(
@@ -452,6 +700,23 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topology_and_tls_params_are_checked_before_anything_else() {
+        let e = Settings::from_params([("sentinels", "10.0.0.1")]).unwrap_err();
+        assert!(e.to_string().contains("'10.0.0.1' has no port"), "{e}");
+        let e = Settings::from_params([("sentinels", "10.0.0.1:26379")]).unwrap_err();
+        assert!(e.to_string().contains("both sentinels"), "{e}");
+        let e = Settings::from_params([("cluster", "true"), ("db", "2")]).unwrap_err();
+        assert_eq!(e.param, "db");
+        let e = Settings::from_params([("tls", "true"), ("tls-cert-file", "/c.pem")]).unwrap_err();
+        assert_eq!(e.param, "tls-key-file");
+        let e = Settings::from_params([("tls", "true")]).unwrap_err();
+        assert!(e.to_string().contains("TLS is not supported"), "{e}");
+        let p = Settings::from_params([("sharded-pubsub", "true")]).unwrap();
+        assert!(p.settings.routes.sharded);
+        assert!(p.warnings[0].contains("sharded-pubsub=true without cluster=true"));
+    }
 
     #[test]
     fn the_state_mirror_is_opt_in_and_its_stream_must_be_one_key() {

@@ -13,7 +13,6 @@ use crate::callcenter::CapturedEvent;
 use crate::callcenter::Spare;
 use crate::catalogue::Catalogue;
 use crate::config::Settings;
-use crate::link::standalone::Standalone;
 use crate::link::Link;
 use crate::logger::LogFn;
 use crate::queue::Queue;
@@ -28,7 +27,7 @@ use crate::worker::Worker;
 pub type Spawn = fn(&str, Box<dyn FnOnce() + Send>) -> io::Result<Box<dyn FnOnce() + Send>>;
 
 fn new_link(redis: &crate::config::RedisSettings, stop: Arc<Stop>) -> Box<dyn Link> {
-    Box::new(Standalone::new(redis.clone(), stop))
+    crate::link::for_settings(redis, stop)
 }
 
 /// The producer side, owned by the module and shared with the event callback.

@@ -111,6 +111,8 @@ pub struct Routes {
     /// None: no stream.
     pub stream: Option<Template>,
     pub stream_maxlen: u64,
+    /// SPUBLISH (Redis 7 sharded Pub/Sub, for Cluster) instead of PUBLISH.
+    pub sharded: bool,
 }
 
 impl Default for Routes {
@@ -120,6 +122,7 @@ impl Default for Routes {
             extra_channel: None,
             stream: None,
             stream_maxlen: 100_000,
+            sharded: false,
         }
     }
 }
@@ -168,14 +171,19 @@ impl Routes {
     pub fn publish(&self, ev: &CapturedEvent, payload: &[u8], out: &mut Vec<u8>) -> usize {
         let mut n = 0;
         let mut name = String::with_capacity(64);
+        let publish: &[u8] = if self.sharded {
+            b"SPUBLISH"
+        } else {
+            b"PUBLISH"
+        };
         if let Some(ch) = &self.channel {
             ch.render(ev, &mut name);
-            resp::command(out, &[b"PUBLISH", name.as_bytes(), payload]);
+            resp::command(out, &[publish, name.as_bytes(), payload]);
             n += 1;
         }
         if let Some(extra) = &self.extra_channel {
             if self.channel.is_none() || extra != &name {
-                resp::command(out, &[b"PUBLISH", extra.as_bytes(), payload]);
+                resp::command(out, &[publish, extra.as_bytes(), payload]);
                 n += 1;
             }
         }
@@ -305,6 +313,7 @@ mod tests {
             extra_channel: Some("callcenter_events".into()),
             stream: Template::parse("ccs").ok(),
             stream_maxlen: 1000,
+            sharded: false,
         };
         let mut out = Vec::new();
         assert_eq!(routes.commands(&ev, b"{}", &mut out), 3);

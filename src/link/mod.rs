@@ -1,12 +1,27 @@
 //! One link to Redis behind one small interface: connect, and send a batch of
 //! commands and learn which replies succeeded. The worker knows nothing of the
-//! topology; a standalone server is the only one today (Sentinel and Cluster
-//! are other implementations of [`Link`]).
+//! topology: [`for_settings`] picks the implementation (a standalone server;
+//! Sentinel and Cluster are other implementations of [`Link`]).
 
 pub mod resp;
 pub mod standalone;
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use crate::config::{RedisSettings, Topology};
+use crate::stop::Stop;
+
+/// The link the settings ask for.
+pub fn for_settings(settings: &RedisSettings, stop: Arc<Stop>) -> Box<dyn Link> {
+    match &settings.topology {
+        Topology::Standalone => Box::new(standalone::Standalone::new(settings.clone(), stop)),
+        // Refused by the config parser until they exist.
+        Topology::Sentinel(_) | Topology::Cluster(_) => {
+            Box::new(standalone::Standalone::new(settings.clone(), stop))
+        }
+    }
+}
 
 /// Why a connect or an exchange did not fully succeed. Each message says what
 /// the operator can do about it.
