@@ -623,6 +623,12 @@ impl Run {
                     // Everything captured so far is in what was just read.
                     self.w.queue.take_all(&mut self.taken);
                     st.skip = self.taken.len();
+                    st.mirror.ended_before_seed = self
+                        .taken
+                        .iter()
+                        .filter(|e| e.action() == "member-queue-end")
+                        .filter_map(|e| e.header("Member-UUID").map(str::to_string))
+                        .collect();
                     st.rejected_seen = rejected;
                     st.due = None;
                     st.next_refresh = now + refresh;

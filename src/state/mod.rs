@@ -117,6 +117,8 @@ pub struct Mirror {
     pub report: Report,
     /// Seeded in this process: events are applied only after this.
     pub seeded: bool,
+    /// Members whose member-queue-end was captured before the last seed.
+    pub ended_before_seed: std::collections::HashSet<String>,
 }
 
 impl EventView for CapturedEvent {
@@ -157,6 +159,7 @@ impl Mirror {
             core_uuid,
             report,
             seeded: false,
+            ended_before_seed: Default::default(),
         }
     }
 
@@ -319,7 +322,7 @@ impl Mirror {
         let test = ev.header("Test") == Some("true");
         let changes = match (apply, self.seeded && !test) {
             (true, true) => self.model.apply(ev),
-            (false, true) => self.model.apply_before_seed(ev),
+            (false, true) => self.model.apply_before_seed(ev, &self.ended_before_seed),
             (_, false) => Vec::new(),
         };
         if ev.meta.sequence.is_some() {

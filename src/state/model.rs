@@ -549,11 +549,17 @@ impl Model {
     /// holds its effect, except for a caller who joined, because mod_callcenter
     /// fires member-queue-start before it inserts the member: a seed read in
     /// between misses it, so it is added if absent.
-    pub fn apply_before_seed(&mut self, ev: &dyn EventView) -> Vec<Change> {
+    /// `ended`: members whose member-queue-end was also captured before the
+    /// seed (gone by then, not missed).
+    pub fn apply_before_seed(
+        &mut self,
+        ev: &dyn EventView,
+        ended: &std::collections::HashSet<String>,
+    ) -> Vec<Change> {
         let joins = matches!(ev.action(), "member-queue-start" | "member-queue-resume");
         let queue = ev.header("Queue").unwrap_or("");
         let member = ev.header("Member-UUID").unwrap_or("");
-        if joins && self.member(queue, member).is_none() {
+        if joins && !ended.contains(member) && self.member(queue, member).is_none() {
             return self.apply(ev);
         }
         Vec::new()
@@ -1158,14 +1164,14 @@ mod tests {
             501,
             &[("Queue", "q"), ("Agent", "a1"), ("Member-UUID", "m7")],
         ));
-        assert!(m.apply_before_seed(&join).is_empty());
+        assert!(m.apply_before_seed(&join, &ended).is_empty());
         assert_eq!(m.members["q"]["m7"]["state"], "Trying");
         let status = ev(
             "agent-status-change",
             502,
             &[("Agent", "a1"), ("Agent-Status", "On Break")],
         );
-        assert!(m.apply_before_seed(&status).is_empty());
+        assert!(m.apply_before_seed(&status, &ended).is_empty());
     }
 
     proptest::proptest! {
