@@ -1152,8 +1152,15 @@ mod tests {
             500,
             &[("Queue", "q"), ("Member-UUID", "m7")],
         );
+        let mut ended = std::collections::HashSet::new();
+        ended.insert("m7".to_string());
+        assert!(
+            m.apply_before_seed(&join, &ended).is_empty(),
+            "gone before the seed"
+        );
+        ended.clear();
         assert_eq!(
-            m.apply_before_seed(&join).len(),
+            m.apply_before_seed(&join, &ended).len(),
             2,
             "the member and its queue"
         );
