@@ -5,7 +5,7 @@
 # Rust itself is expected to be installed already (rustup).
 set -euo pipefail
 
-packages=(redis-server libclang-dev pkg-config build-essential python3-redis)
+packages=(redis-server redis-sentinel openssl libclang-dev pkg-config build-essential python3-redis)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
