@@ -15,7 +15,7 @@ fn log_lines_name_the_file_and_line_that_logged_them() {
     // Nothing listens on this port: the worker logs a connect error.
     harness::config_for(
         harness::redis::free_port(),
-        &[("username", "u"), ("password", "p")],
+        &[("username", "u"), ("password", "pw-logging")],
     );
     let module = LoadedModule::load().expect("load");
     assert!(wait_until(WAIT, || core::logs()

@@ -275,6 +275,10 @@ struct Core {
     callcenter: Mutex<Option<CallcenterApi>>,
     /// `json` API calls served, by their `arguments`.
     callcenter_calls: Mutex<Vec<String>>,
+    /// Every password a test configured (see `note_secret`).
+    secrets: Mutex<Vec<String>>,
+    /// Module output that contained one of them.
+    leaks: Mutex<Vec<String>>,
 }
 
 /// What `callcenter_config <arguments>` answers in its JSON API's `response`.
@@ -299,6 +303,57 @@ pub fn exclusive() -> MutexGuard<'static, ()> {
 
 pub fn set_config_file(path: Option<&Path>) {
     *CORE.config_file.lock().unwrap() = path.map(Path::to_path_buf);
+}
+
+/// A password a test puts in the module's config: nothing the module prints
+/// may contain it (checked on every log line and API reply, and at unload).
+pub fn note_secret(secret: &str) {
+    assert!(
+        secret.len() >= 6,
+        "test passwords must be at least 6 characters, so that looking for them in the module's output means something: {secret:?}"
+    );
+    let mut s = CORE.secrets.lock().unwrap();
+    if !s.iter().any(|x| x == secret) {
+        s.push(secret.to_string());
+        append_output("secrets", secret);
+    }
+}
+
+/// `<CARGO_TARGET_TMPDIR>/module-output/<pid>.<what>`: what every test process
+/// printed, and the passwords it configured, for `tests/no-secrets.sh`.
+fn append_output(what: &str, line: &str) {
+    if let Some(dir) = option_env!("CARGO_TARGET_TMPDIR") {
+        use std::io::Write;
+        let dir = Path::new(dir).join("module-output");
+        let _ = std::fs::create_dir_all(&dir);
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{}.{what}", std::process::id())))
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+/// Records what the module printed (for CI's grep over the whole run) and
+/// any configured password in it.
+fn watch_output(kind: &str, text: &str) {
+    for secret in CORE.secrets.lock().unwrap().iter() {
+        if text.contains(secret.as_str()) {
+            CORE.leaks
+                .lock()
+                .unwrap()
+                .push(format!("{kind} contains a configured password: {text}"));
+        }
+    }
+    append_output("log", &format!("{kind}: {}", text.trim_end()));
+}
+
+/// Fails the test if the module ever printed a configured password.
+pub fn assert_no_leaks() {
+    let leaks = std::mem::take(&mut *CORE.leaks.lock().unwrap());
+    assert!(leaks.is_empty(), "{leaks:#?}");
 }
 
 /// Loads (Some) or unloads (None) the harness's mod_callcenter JSON API.
@@ -594,6 +649,7 @@ pub fn api(command: &str, args: &str) -> Option<String> {
                     .to_string_lossy()
                     .into_owned();
                 cc_events_host_stream_free(&mut stream);
+                watch_output(&format!("{command} {args}"), &out);
                 return Some(out);
             }
         }
@@ -799,6 +855,7 @@ impl LoadedModule {
             if status != ffi::switch_status_t_SWITCH_STATUS_NOUNLOAD {
                 libc::dlclose(self.lib);
             }
+            assert_no_leaks();
             status
         }
     }
@@ -928,6 +985,7 @@ pub extern "C" fn cc_events_host_log(
     if CORE.echo_logs.load(SeqCst) || std::env::var_os("CC_EVENTS_HOST_LOG").is_some() {
         eprint!("[module log {level}] {text}");
     }
+    watch_output("log", &text);
     CORE.logs.lock().unwrap().push(LogLine {
         level,
         text,

@@ -31,6 +31,9 @@ pub fn write_config(params: &[(&str, &str)]) -> PathBuf {
         "<configuration name=\"cc_events.conf\" description=\"test\">\n  <settings>\n",
     );
     for (n, v) in params {
+        if n.contains("password") && !v.is_empty() {
+            core::note_secret(v);
+        }
         xml.push_str(&format!("    <param name=\"{n}\" value=\"{v}\"/>\n"));
     }
     xml.push_str("  </settings>\n</configuration>\n");
