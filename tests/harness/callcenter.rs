@@ -150,7 +150,7 @@ impl Callcenter {
         let mut all: Vec<(&[u8], &[u8])> = vec![
             (b"Event-Name", b"CUSTOM"),
             (b"Core-UUID", core::CORE_UUID.to_bytes()),
-            (b"FreeSWITCH-Switchname", b"harness"),
+            (b"FreeSWITCH-Switchname", core::switchname().to_bytes()),
             (b"Event-Date-Timestamp", ts.as_bytes()),
             (b"Event-Sequence", seq.as_bytes()),
         ];

@@ -286,6 +286,18 @@ pub type CallcenterApi = Arc<dyn Fn(&str) -> Option<serde_json::Value> + Send + 
 
 /// The switchname and core UUID the harness's FreeSWITCH reports.
 pub const SWITCHNAME: &CStr = c"harness";
+
+/// This host's switchname: `CC_EVENTS_HARNESS_SWITCHNAME`, else "harness", so
+/// that a test can run several FreeSWITCH hosts as child processes.
+pub fn switchname() -> &'static CStr {
+    static NAME: LazyLock<CString> = LazyLock::new(|| {
+        std::env::var("CC_EVENTS_HARNESS_SWITCHNAME")
+            .ok()
+            .and_then(|n| CString::new(n).ok())
+            .unwrap_or_else(|| SWITCHNAME.to_owned())
+    });
+    &NAME
+}
 pub const CORE_UUID: &CStr = c"00000000-0000-4000-8000-00000000c0de";
 
 // SAFETY: the raw pointers inside are only touched under the core's locks.
@@ -959,7 +971,7 @@ pub extern "C" fn switch_core_get_uuid() -> *mut c_char {
 
 #[no_mangle]
 pub extern "C" fn switch_core_get_switchname() -> *const c_char {
-    SWITCHNAME.as_ptr()
+    switchname().as_ptr()
 }
 
 #[no_mangle]
