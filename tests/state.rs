@@ -231,6 +231,17 @@ fn seeding_and_replaying_the_recorded_scenario_matches_mod_callcenters_own_lists
     t.module.unload();
 }
 
+/// The module loaded with the mirror on (and `extra`), serving `cc` as
+/// mod_callcenter, once the first seed is in Redis.
+fn start(cc: &Arc<Callcenter>, extra: &[(&str, &str)]) -> (harness::Loaded, redis::Connection) {
+    let mut params = vec![("state", "true")];
+    params.extend_from_slice(extra);
+    let t = harness::load_with_redis_after(&params, || cc.serve());
+    let mut con = t.redis.connection();
+    assert!(wait_until(WAIT, || seeded(&mut con)), "never seeded");
+    (t, con)
+}
+
 fn published_all(fired: u64) -> bool {
     let s: Value = serde_json::from_str(&core::api("cc_events", "status json").unwrap()).unwrap();
     s["published"] == fired && s["queued"] == 0
@@ -355,16 +366,7 @@ fn our_agents(s: &BTreeMap<String, BTreeMap<String, Value>>) -> BTreeMap<String,
 fn rebuilds_under_load_are_atomic_and_lose_nothing() {
     const ROUNDS: usize = 150;
     let cc = Callcenter::new(4, 2);
-    let t = harness::load_with_redis_after(
-        &[
-            ("state", "true"),
-            ("stream", "cc_stream"),
-            ("events", "all"),
-        ],
-        || cc.serve(),
-    );
-    let mut con = t.redis.connection();
-    assert!(wait_until(WAIT, || seeded(&mut con)));
+    let (t, mut con) = start(&cc, &[("stream", "cc_stream"), ("events", "all")]);
     let start = cc.fired();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -493,16 +495,7 @@ fn without_mod_callcenter_the_mirror_waits_for_it_and_seeds_when_it_appears() {
 #[test]
 fn after_an_outage_that_dropped_events_the_mirror_is_reseeded() {
     let cc = Callcenter::new(1, 2);
-    let t = harness::load_with_redis_after(
-        &[
-            ("state", "true"),
-            ("queue-size", "20"),
-            ("io-timeout-ms", "200"),
-        ],
-        || cc.serve(),
-    );
-    let mut con = t.redis.connection();
-    assert!(wait_until(WAIT, || seeded(&mut con)));
+    let (t, mut con) = start(&cc, &[("queue-size", "20"), ("io-timeout-ms", "200")]);
     let before = seeds();
     t.redis.pause();
     for i in 0..100 {
@@ -536,16 +529,7 @@ fn after_an_outage_that_dropped_events_the_mirror_is_reseeded() {
 #[test]
 fn the_periodic_refresh_picks_up_what_fires_no_event() {
     let cc = Callcenter::new(1, 2);
-    let t = harness::load_with_redis_after(
-        &[
-            ("state", "true"),
-            ("stream", "cc_stream"),
-            ("state-refresh-s", "1"),
-        ],
-        || cc.serve(),
-    );
-    let mut con = t.redis.connection();
-    assert!(wait_until(WAIT, || seeded(&mut con)));
+    let (t, mut con) = start(&cc, &[("stream", "cc_stream"), ("state-refresh-s", "1")]);
     let refreshes = || {
         let seed = state_line("last seed");
         seed.split(", ")
@@ -628,16 +612,7 @@ fn abandoned_callers_are_dropped_after_discard_abandoned_after() {
 fn the_readme_recipe_in_python_ends_with_the_modules_snapshot() {
     const ROUNDS: usize = 100;
     let cc = Callcenter::new(4, 2);
-    let t = harness::load_with_redis_after(
-        &[
-            ("state", "true"),
-            ("stream", "cc_stream"),
-            ("events", "all"),
-        ],
-        || cc.serve(),
-    );
-    let mut con = t.redis.connection();
-    assert!(wait_until(WAIT, || seeded(&mut con)));
+    let (t, mut con) = start(&cc, &[("stream", "cc_stream"), ("events", "all")]);
     let start = cc.fired();
     let calls = |rounds: std::ops::Range<usize>| -> Vec<std::thread::JoinHandle<()>> {
         (0..4)
@@ -746,70 +721,5 @@ print(json.dumps({{"seeds": seeds, "entries": entries, "state": {{k: v for k, v 
         "python consumer matched after {fired} events from 4 threads and a rebuild ({} entries applied, {} reseeds)",
         report["entries"], report["seeds"]
     );
-    t.module.unload();
-}
-
-/// The README's ACL rule for the module's user with the mirror and a stream
-/// on, exactly: everything works, and nothing else is allowed.
-const STATE_ACL: &[&str] = &[
-    "resetchannels",
-    "&callcenter_events",
-    "resetkeys",
-    "~cc_state:*",
-    "~callcenter_stream",
-    "-@all",
-    "+publish",
-    "+ping",
-    "+xadd",
-    "+evalsha",
-    "+script|load",
-    "+hset",
-    "+hdel",
-    "+del",
-    "+hkeys",
-];
-
-#[test]
-fn the_mirror_works_under_the_readmes_least_privilege_rule() {
-    let cc = Callcenter::new(1, 2);
-    let t = harness::load_with_redis_after(
-        &[
-            ("state", "true"),
-            ("stream", "callcenter_stream"),
-            ("username", "ccevents"),
-            ("password", "s3cret"),
-            ("connect-timeout-ms", "2000"),
-        ],
-        || cc.serve(),
-    );
-    let mut admin = t.redis.connection();
-    let mut args = vec!["SETUSER", "ccevents", "on", ">s3cret"];
-    args.extend_from_slice(STATE_ACL);
-    let () = redis::cmd("ACL").arg(&args).query(&mut admin).unwrap();
-    assert!(
-        wait_until(WAIT, || seeded(&mut admin)),
-        "{:?}",
-        core::logs().last()
-    );
-    cc.set_status("agent-0-0@test", "Available");
-    cc.join("q0@test", "m-1", "s-1", "5550001");
-    t.sub.take(1, WAIT);
-    assert!(wait_until(WAIT, || published_all(3)));
-    let s = snapshot(&mut admin, P);
-    assert_eq!(s["agents"]["agent-0-0@test"]["status"], "Available");
-    assert_eq!(s["members:q0@test"]["m-1"]["state"], "Waiting");
-    assert!(!core::logs().iter().any(|l| l.text.contains("NOPERM")));
-    // And nothing beyond it: the user cannot read, or write other keys.
-    let mut user = redis::Client::open(format!(
-        "redis://ccevents:s3cret@127.0.0.1:{}/",
-        t.redis.port
-    ))
-    .unwrap()
-    .get_connection()
-    .unwrap();
-    assert!(user
-        .hgetall::<_, BTreeMap<String, String>>(format!("{P}:agents"))
-        .is_err());
-    assert!(user.hset::<_, _, _, i64>("other", "f", "v").is_err());
     t.module.unload();
 }
