@@ -175,7 +175,9 @@ impl Standalone {
                 continue;
             };
             let e = resp::error_text(&e);
-            if e.starts_with("NOAUTH") || e.starts_with("WRONGPASS") {
+            // A refused AUTH is a wrong password, not a missing one.
+            let wanted = e.starts_with("NOAUTH") || e.starts_with("WRONGPASS");
+            if wanted && !matches!(step, Step::Auth) {
                 return Err(Failure::Refused(format!(
                     "{server} requires authentication: {e}; {}",
                     hints.no_login
