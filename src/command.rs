@@ -51,6 +51,15 @@ pub fn completions() -> Vec<String> {
     lines
 }
 
+/// Where Redis is: while connected, where the link connected (with Sentinel,
+/// the master and the sentinel that named it); otherwise the settings.
+fn target(settings: &Settings, s: &Snapshot) -> String {
+    match (&s.target, s.connected) {
+        (Some(t), true) => t.clone(),
+        _ => settings.redis.describe(),
+    }
+}
+
 /// What `cc_events status json` prints: the same as `status`, as one object.
 pub fn render_status_json(settings: &Settings, s: &Snapshot) -> String {
     let by_event: serde_json::Map<String, serde_json::Value> = s
@@ -61,7 +70,7 @@ pub fn render_status_json(settings: &Settings, s: &Snapshot) -> String {
     let v = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "connected": s.connected,
-        "redis": settings.redis.describe(),
+        "redis": target(settings, s),
         "channel": settings.routes.channel.as_ref().map(|c| c.as_str()),
         "extra_channel": settings.routes.extra_channel,
         "stream": settings.routes.stream.as_ref().map(|c| c.as_str()),
@@ -104,7 +113,7 @@ pub fn render_status(settings: &Settings, s: &Snapshot) -> String {
          last error: {last_error}\n\
          by event:   {by_event}\n",
         version = env!("CARGO_PKG_VERSION"),
-        where_ = settings.redis.describe(),
+        where_ = target(settings, s),
         routes = settings.routes.status_lines(),
         received = s.received,
         published = s.published,
@@ -246,6 +255,7 @@ mod tests {
             queued: 1,
             reconnects: 2,
             connected: true,
+            target: None,
             last_error: Some((UNIX_EPOCH, "boom".into())),
             by_name: vec![(std::sync::Arc::from("Agent-Status-Change"), 5)],
         };
@@ -266,5 +276,39 @@ mod tests {
         assert_eq!(json["published_by_event"]["Agent-Status-Change"], 5);
         assert_eq!(json["last_error"]["message"], "boom");
         assert!(!json.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn status_shows_where_the_link_connected_and_the_settings_when_not_connected() {
+        let settings = Settings::from_params([
+            ("sentinels", "127.0.0.1:26379,127.0.0.1:26380"),
+            ("sentinel-master", "mymaster"),
+        ])
+        .unwrap()
+        .settings;
+        let mut snap = Snapshot {
+            received: 0,
+            published: 0,
+            dropped: 0,
+            queued: 0,
+            reconnects: 0,
+            connected: true,
+            target: Some(
+                "master 'mymaster' 127.0.0.1:6380 via sentinel 127.0.0.1:26380 db 0".into(),
+            ),
+            last_error: None,
+            by_name: Vec::new(),
+        };
+        let line = "redis:      connected (master 'mymaster' 127.0.0.1:6380 via sentinel 127.0.0.1:26380 db 0)\n";
+        assert!(render_status(&settings, &snap).contains(line));
+        let json: serde_json::Value =
+            serde_json::from_str(&render_status_json(&settings, &snap)).unwrap();
+        assert_eq!(
+            json["redis"],
+            "master 'mymaster' 127.0.0.1:6380 via sentinel 127.0.0.1:26380 db 0"
+        );
+        snap.connected = false;
+        let line = "redis:      NOT connected (sentinel master 'mymaster' via 127.0.0.1:26379,127.0.0.1:26380 db 0)\n";
+        assert!(render_status(&settings, &snap).contains(line));
     }
 }

@@ -85,19 +85,34 @@ impl Default for TlsSettings {
 /// `h1:p1,h2:p2` for descriptions.
 pub fn addrs(list: &[(String, u16)]) -> String {
     list.iter()
-        .map(|(h, p)| format!("{h}:{p}"))
+        .map(|(h, p)| addr(h, *p))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// `host:port`, with an IPv6 address in brackets as it is written in the config.
+pub fn addr(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 impl RedisSettings {
     /// `host:port db N [user U]`: what status and the load line show. Never the password.
     pub fn describe(&self) -> String {
-        let mut s = match &self.topology {
+        let head = match &self.topology {
             Topology::Standalone => format!("{}:{} db {}", self.host, self.port, self.db),
             Topology::Sentinel(st) => format!("sentinel {st:?} db {}", self.db),
             Topology::Cluster(c) => format!("cluster {}", addrs(&c.nodes)),
         };
+        head + &self.describe_login()
+    }
+
+    /// ` tls user U (password set)`: what follows the address in a description.
+    pub fn describe_login(&self) -> String {
+        let mut s = String::new();
         if self.tls.is_some() {
             s.push_str(" tls");
         }
@@ -435,6 +450,7 @@ impl Settings {
             username: None,
             password: None,
         };
+        let mut address_set = false;
         let mut cluster_on = false;
         let mut cluster_nodes = Vec::new();
         let mut tls_on = false;
@@ -495,8 +511,14 @@ impl Settings {
                     state.refresh = Duration::from_secs(int_in(name, value, 0u64, 86_400)?)
                 }
                 "state-variables" => state.variables = variables(name, value)?,
-                "host" => s.redis.host = non_empty(name, value, "give a host name or IP address")?,
-                "port" => s.redis.port = int_in(name, value, 1u16, 65535)?,
+                "host" => {
+                    s.redis.host = non_empty(name, value, "give a host name or IP address")?;
+                    address_set = true;
+                }
+                "port" => {
+                    s.redis.port = int_in(name, value, 1u16, 65535)?;
+                    address_set = true;
+                }
                 "username" => s.redis.username = Some(value.to_owned()).filter(|v| !v.is_empty()),
                 "password" => s.redis.password = Some(value.to_owned()).filter(|v| !v.is_empty()),
                 "db" => s.redis.db = int_in(name, value, 0i64, 1_000_000)?,
@@ -608,6 +630,9 @@ impl Settings {
                     "a sentinel username needs sentinel-password",
                 ));
             }
+            if address_set {
+                warnings.push("cc_events.conf: host and port are ignored with sentinels: the sentinels name the master".to_string());
+            }
             s.redis.topology = Topology::Sentinel(sentinel);
         }
         if cluster_on {
@@ -661,7 +686,6 @@ impl Settings {
         }
         // Parsed and validated already; each arrives with its link.
         let not_yet = match (&s.redis.topology, &s.redis.tls) {
-            (Topology::Sentinel(_), _) => Some(("sentinels", "Sentinel")),
             (Topology::Cluster(_), _) => Some(("cluster", "Redis Cluster")),
             (_, Some(_)) => Some(("tls", "TLS")),
             _ => None,
@@ -713,6 +737,51 @@ mod tests {
         assert_eq!(e.param, "tls-key-file");
         let e = Settings::from_params([("tls", "true")]).unwrap_err();
         assert!(e.to_string().contains("TLS is not supported"), "{e}");
+        let s = Settings::from_params([
+            ("sentinels", "10.0.0.1:26379, sentinel-b:26380"),
+            ("sentinel-master", "mymaster"),
+            ("sentinel-username", "watcher"),
+            ("sentinel-password", "hunter2"),
+            ("password", "data-pw"),
+        ])
+        .unwrap()
+        .settings;
+        let Topology::Sentinel(st) = &s.redis.topology else {
+            panic!("{:?}", s.redis.topology)
+        };
+        assert_eq!(
+            st.sentinels,
+            [
+                ("10.0.0.1".to_string(), 26379),
+                ("sentinel-b".into(), 26380)
+            ]
+        );
+        assert_eq!(st.master, "mymaster");
+        assert_eq!(st.username.as_deref(), Some("watcher"));
+        assert_eq!(st.password.as_deref(), Some("hunter2"));
+        let shown = format!("{s} {s:?}");
+        assert!(shown.contains("redis sentinel master 'mymaster' via 10.0.0.1:26379,sentinel-b:26380 db 0 (password set)"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("data-pw"),
+            "{shown}"
+        );
+        let p = Settings::from_params([
+            ("sentinels", "10.0.0.1:26379"),
+            ("sentinel-master", "m"),
+            ("port", "6380"),
+        ])
+        .unwrap();
+        assert_eq!(
+            p.warnings,
+            ["cc_events.conf: host and port are ignored with sentinels: the sentinels name the master"]
+        );
+        let e = Settings::from_params([
+            ("sentinels", "10.0.0.1:26379"),
+            ("sentinel-master", "m"),
+            ("sentinel-username", "watcher"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.param, "sentinel-username");
         let p = Settings::from_params([("sharded-pubsub", "true")]).unwrap();
         assert!(p.settings.routes.sharded);
         assert!(p.warnings[0].contains("sharded-pubsub=true without cluster=true"));

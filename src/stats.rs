@@ -25,6 +25,9 @@ pub struct Stats {
     /// callcenter::info events without a CC-Action header.
     pub malformed: AtomicU64,
     pub connected: AtomicBool,
+    /// Where the link connected last (the master Sentinel named, ...); shown
+    /// while connected.
+    target: Mutex<Option<String>>,
     last_error: Mutex<Option<(SystemTime, String)>>,
     /// Published events per published name, in order of first publication.
     by_name: Mutex<Vec<(Arc<str>, u64)>>,
@@ -39,11 +42,21 @@ pub struct Snapshot {
     pub queued: u64,
     pub reconnects: u64,
     pub connected: bool,
+    /// Where the link is connected, as it describes itself.
+    pub target: Option<String>,
     pub last_error: Option<(SystemTime, String)>,
     pub by_name: Vec<(Arc<str>, u64)>,
 }
 
 impl Stats {
+    /// Set before `connected`, so that a connected status never shows the
+    /// previous connection's target.
+    pub fn set_target(&self, target: String) {
+        if let Ok(mut t) = self.target.lock() {
+            *t = Some(target);
+        }
+    }
+
     pub fn set_error(&self, msg: String) {
         if let Ok(mut e) = self.last_error.lock() {
             *e = Some((SystemTime::now(), msg));
@@ -71,6 +84,7 @@ impl Stats {
             queued: self.held.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
             connected: self.connected.load(Relaxed),
+            target: self.target.lock().ok().and_then(|t| t.clone()),
             last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
             by_name: self.by_name.lock().map(|b| b.clone()).unwrap_or_default(),
         }

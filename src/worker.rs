@@ -275,6 +275,7 @@ impl Run {
                 }
                 self.quiet = false;
                 self.ever_connected = true;
+                self.w.stats.set_target(self.w.link.describe());
                 self.w.stats.connected.store(true, Relaxed);
                 self.health.connected(&self.w.log, &self.w.link.describe());
                 self.backoff.reset();
@@ -324,11 +325,12 @@ impl Run {
         if self.last_io.elapsed() >= QUIET_AFTER {
             return self.quiet_reconnect("the server closed the idle connection");
         }
+        // Described before closing: a Sentinel link names its master only while connected.
+        let target = self.w.link.describe();
         self.w.link.close();
         self.w.stats.connected.store(false, Relaxed);
         let msg = format!(
-            "Redis at {} closed the connection right after accepting it; reconnecting",
-            self.w.link.describe()
+            "Redis at {target} closed the connection right after accepting it; reconnecting"
         );
         self.health.failed(&self.w.log, &self.w.stats, msg);
         self.pause();
@@ -338,12 +340,12 @@ impl Run {
     /// reconnect at once, without a warning or an error in status.
     fn quiet_reconnect(&mut self, why: &str) {
         self.quiet = true;
+        let target = self.w.link.describe();
         self.w.link.close();
         self.w.stats.connected.store(false, Relaxed);
-        self.w.log.log(
-            Level::Debug,
-            &format!("{why} ({}); reconnecting", self.w.link.describe()),
-        );
+        self.w
+            .log
+            .log(Level::Debug, &format!("{why} ({target}); reconnecting"));
     }
 
     fn keep_alive(&mut self) {

@@ -1,9 +1,10 @@
 //! One link to Redis behind one small interface: connect, and send a batch of
 //! commands and learn which replies succeeded. The worker knows nothing of the
-//! topology: [`for_settings`] picks the implementation (a standalone server;
-//! Sentinel and Cluster are other implementations of [`Link`]).
+//! topology: [`for_settings`] picks the implementation (a standalone server, or
+//! the master that Sentinel names; Cluster is another implementation of [`Link`]).
 
 pub mod resp;
+pub mod sentinel;
 pub mod standalone;
 
 use std::sync::Arc;
@@ -16,10 +17,9 @@ use crate::stop::Stop;
 pub fn for_settings(settings: &RedisSettings, stop: Arc<Stop>) -> Box<dyn Link> {
     match &settings.topology {
         Topology::Standalone => Box::new(standalone::Standalone::new(settings.clone(), stop)),
-        // Refused by the config parser until they exist.
-        Topology::Sentinel(_) | Topology::Cluster(_) => {
-            Box::new(standalone::Standalone::new(settings.clone(), stop))
-        }
+        Topology::Sentinel(_) => Box::new(sentinel::Sentinel::new(settings.clone(), stop)),
+        // Refused by the config parser until it exists.
+        Topology::Cluster(_) => Box::new(standalone::Standalone::new(settings.clone(), stop)),
     }
 }
 

@@ -25,6 +25,38 @@ pub struct Standalone {
     conn: Option<Conn>,
     /// Host names are looked up without blocking past the deadline.
     resolver: Resolver,
+    hints: Hints,
+}
+
+/// What failure messages call the server and which params they tell the
+/// operator to check. The defaults are for the `host`/`port` server; the
+/// Sentinel link reuses this link for the sentinels and for the master they
+/// name, whose addresses come from elsewhere.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hints {
+    /// Names the server, e.g. `Redis Sentinel at 10.0.0.1:26379`; None:
+    /// `Redis at <host:port db N ...>`.
+    pub server: Option<String>,
+    /// After a failed connect.
+    pub reach: &'static str,
+    /// After a failed lookup of the host name.
+    pub host: &'static str,
+    /// After a refused AUTH.
+    pub login: &'static str,
+    /// When the server wants AUTH and none was configured.
+    pub no_login: &'static str,
+}
+
+impl Default for Hints {
+    fn default() -> Self {
+        Hints {
+            server: None,
+            reach: "check host and port in cc_events.conf and that Redis is running",
+            host: "check host in cc_events.conf",
+            login: "check username and password in cc_events.conf",
+            no_login: "set password (and username for an ACL user) in cc_events.conf",
+        }
+    }
 }
 
 struct Conn {
@@ -42,27 +74,62 @@ enum Cut {
 
 impl Standalone {
     pub fn new(settings: RedisSettings, stop: Arc<Stop>) -> Standalone {
+        Self::with_hints(settings, stop, Hints::default())
+    }
+
+    pub fn with_hints(settings: RedisSettings, stop: Arc<Stop>, hints: Hints) -> Standalone {
         Standalone {
             settings,
             stop,
             conn: None,
             resolver: Resolver::default(),
+            hints,
+        }
+    }
+
+    /// How messages name this server: `Redis at 127.0.0.1:6379 db 0`.
+    fn server(&self) -> String {
+        match &self.hints.server {
+            Some(s) => s.clone(),
+            None => format!("Redis at {}", self.settings.describe()),
+        }
+    }
+
+    /// Sends one command and reads its reply, by `until` (or the shutdown
+    /// deadline). An error reply is `Refused` and leaves the connection open;
+    /// a hung or broken one is closed.
+    pub fn query(&mut self, command: &[u8], until: Instant) -> Result<redis::Value, Failure> {
+        let limit = self.settings.io_timeout;
+        let no_answer = "did not answer within io-timeout-ms";
+        let conn = self.conn.as_mut().ok_or_else(not_connected)?;
+        let reply = match write_all(conn, command, until, &self.stop) {
+            Ok(()) => read_reply(conn, until, &self.stop),
+            Err(e) => Err(e),
+        };
+        match reply {
+            Ok(redis::Value::ServerError(e)) => Err(Failure::Refused(resp::error_text(&e))),
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let f = self.failure(e, no_answer, limit);
+                self.close();
+                Err(f)
+            }
         }
     }
 
     /// What a failed wait or socket call means to the operator: a cut wait is
     /// a hung Redis (or the shutdown), anything else a broken connection.
     fn failure(&self, e: Io, what: &str, limit: Duration) -> Failure {
-        let target = self.settings.describe();
+        let server = self.server();
         match e {
             Io::Cut(Cut::TimedOut) => Failure::Hung(format!(
-                "Redis at {target} {what} ({} ms): it is stopped, overloaded or blocked by a slow command",
+                "{server} {what} ({} ms): it is stopped, overloaded or blocked by a slow command",
                 limit.as_millis()
             )),
             Io::Cut(Cut::ShuttingDown) => Failure::Hung(format!(
-                "shutdown-flush-ms ran out while waiting for Redis at {target}"
+                "shutdown-flush-ms ran out while waiting for {server}"
             )),
-            Io::Failed(e) => broken(&target, e),
+            Io::Failed(e) => broken(&server, e),
         }
     }
 
@@ -94,7 +161,8 @@ impl Standalone {
         resp::command(&mut cmds, &[b"PING"]);
         steps.push(Step::Ping);
 
-        let target = s.describe();
+        let server = self.server();
+        let hints = self.hints.clone();
         let limit = s.connect_timeout;
         let what = "accepted the connection but did not answer within connect-timeout-ms";
         let conn = self.conn.as_mut().ok_or_else(not_connected)?;
@@ -107,14 +175,19 @@ impl Standalone {
                 continue;
             };
             let e = resp::error_text(&e);
-            if e.starts_with("NOAUTH") || e.starts_with("WRONGPASS") {
+            // A refused AUTH is a wrong password, not a missing one.
+            let wanted = e.starts_with("NOAUTH") || e.starts_with("WRONGPASS");
+            if wanted && !matches!(step, Step::Auth) {
                 return Err(Failure::Refused(format!(
-                    "Redis at {target} requires authentication: {e}; set password (and username for an ACL user) in cc_events.conf"
+                    "{server} requires authentication: {e}; {}",
+                    hints.no_login
                 )));
             }
             return Err(Failure::Refused(match step {
-                Step::Auth => format!("Redis at {target} refused authentication: {e}; check username and password in cc_events.conf"),
-                Step::Select => format!("Redis at {target} refused SELECT {db}: {e}; check db in cc_events.conf"),
+                Step::Auth => format!("{server} refused authentication: {e}; {}", hints.login),
+                Step::Select => {
+                    format!("{server} refused SELECT {db}: {e}; check db in cc_events.conf")
+                }
                 // A cosmetic name for CLIENT LIST, and a liveness check that any
                 // reply passes: a strict ACL may forbid either.
                 Step::Name | Step::Ping => continue,
@@ -148,13 +221,15 @@ impl Standalone {
             }
             Err(Failed::Error(e)) => {
                 return Err(Failure::Broken(format!(
-                    "cannot resolve Redis host '{host}': {e}; check host in cc_events.conf"
+                    "cannot resolve Redis host '{host}': {e}; {}",
+                    self.hints.host
                 )))
             }
         };
         if addrs.is_empty() {
             return Err(Failure::Broken(format!(
-                "Redis host '{host}' has no address; check host in cc_events.conf"
+                "Redis host '{host}' has no address; {}",
+                self.hints.host
             )));
         }
         Ok(addrs)
@@ -164,7 +239,8 @@ impl Standalone {
 impl Link for Standalone {
     fn connect(&mut self, until: Instant) -> Result<(), Failure> {
         self.close();
-        let target = self.settings.describe();
+        let server = self.server();
+        let reach = self.hints.reach;
         let limit = self.settings.connect_timeout;
         let addrs = self.resolve(until)?;
         let mut last = None;
@@ -183,10 +259,18 @@ impl Link for Standalone {
                     last = None;
                     break;
                 }
-                Err(Io::Failed(e)) => last = Some(Failure::Broken(format!(
-                    "cannot connect to Redis at {target}: {e}; check host and port in cc_events.conf and that Redis is running"
-                ))),
-                Err(cut) => last = Some(self.failure(cut, "did not accept a connection within connect-timeout-ms", limit)),
+                Err(Io::Failed(e)) => {
+                    last = Some(Failure::Broken(format!(
+                        "cannot connect to {server}: {e}; {reach}"
+                    )))
+                }
+                Err(cut) => {
+                    last = Some(self.failure(
+                        cut,
+                        "did not accept a connection within connect-timeout-ms",
+                        limit,
+                    ))
+                }
             }
         }
         if let Some(f) = last {
@@ -273,12 +357,12 @@ fn not_connected() -> Failure {
     Failure::Broken("not connected to Redis".into())
 }
 
-fn broken(target: &str, e: io::Error) -> Failure {
+fn broken(server: &str, e: io::Error) -> Failure {
     let why = match e.kind() {
         io::ErrorKind::UnexpectedEof => "the server closed the connection".to_string(),
         _ => e.to_string(),
     };
-    Failure::Broken(format!("lost the connection to Redis at {target}: {why}"))
+    Failure::Broken(format!("lost the connection to {server}: {why}"))
 }
 
 /// A non-blocking TCP connection to `addr`, established by `until`.
