@@ -21,7 +21,9 @@ pub enum Hash {
 pub struct Change {
     pub hash: Hash,
     pub field: String,
-    pub value: Option<Value>,
+    /// The value as the hash holds it: compact JSON text, serialized once
+    /// from the model for both the HSET and the stream entry's `state`.
+    pub value: Option<String>,
 }
 
 /// What an event carries that the model needs, from whichever format captured it.
@@ -563,7 +565,7 @@ impl Model {
         }
         if let Some(q) = member_queue {
             if !member.is_empty() {
-                let value = self.member(&q, &member).cloned();
+                let value = self.member(&q, &member).map(Value::to_string);
                 out.push(Change {
                     hash: Hash::Members(q.clone()),
                     field: member.clone(),
@@ -691,7 +693,7 @@ fn set(hash: Hash, field: &str, v: &Value) -> Change {
     Change {
         hash,
         field: field.to_string(),
-        value: Some(v.clone()),
+        value: Some(v.to_string()),
     }
 }
 
@@ -834,7 +836,7 @@ mod tests {
             check(&m);
             // A queue is written exactly when its rendering changed.
             for c in changes.iter().filter(|c| c.hash == Hash::Queues) {
-                assert_eq!(c.value.as_ref(), m.rendered.get(&c.field));
+                assert_eq!(c.value, m.rendered.get(&c.field).map(Value::to_string));
             }
         }
         let c = m.counts();
