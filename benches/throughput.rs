@@ -426,7 +426,15 @@ fn machine() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    format!("{cpu}, {cores} cores; {redis}")
+    format!("{cpu}, {cores} cores; {redis}; {}", load_average())
+}
+
+/// The machine's 1-, 5- and 15-minute load averages: other work on the
+/// same cores shows in every figure but the same-run ratios.
+fn load_average() -> String {
+    let avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let three: Vec<&str> = avg.split_whitespace().take(3).collect();
+    format!("load average {}", three.join(" "))
 }
 
 // ------------------------------------------------------------------ stream
@@ -1726,6 +1734,7 @@ fn main() {
         state.cb_4t.p99.0,
         within(state.cb_4t.p99.0 <= 20_000),
     );
+    println!("machine at the end: {}", load_average());
     println!(
         "summary: throughput_eps={throughput:.0} ratio_p64={ratio_p64:.2} ratio_p1={ratio_p1:.2} cb_ignored_p50_ns={cb_ignored_p50} cb_ignored_p99_ns={cb_ignored_p99} cb_published_p50_ns={cb_published_p50} lat_p99_us_10k={lat_p99_10k} cb_published_p99_ns={cb_published_p99} cb_all_p50_ns={} cb_all_p99_ns={} cb_all_4t_p50_ns={} cb_all_4t_p99_ns={} cb_env_stream_p50_ns={} cb_env_stream_p99_ns={} cb_env_stream_4t_p50_ns={} cb_env_stream_4t_p99_ns={} throughput_env_stream_eps={throughput_env:.0} ref_xadd_p64={ref_xadd:.0} ratio_env_stream_xadd_p64={ratio_env:.2} cb_state_p50_ns={} cb_state_p99_ns={} cb_state_4t_p50_ns={} cb_state_4t_p99_ns={} throughput_state_eps={:.0} ref_xadd_p64_state={:.0} ratio_state_xadd_p64={:.2} state_evalsha_redis_cps={:.0} ratio_state_evalsha_redis_xadd_p64={:.2} evalsha_us={:.2} xadd_us={:.2} seed_1k_agents_10k_members_ms={:.1} seed_read_ms={:.1} seed_write_ms={:.1}",
         cb_all.p50.0,
