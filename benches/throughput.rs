@@ -10,6 +10,11 @@
 //! Then the same module with `events=all` (every action published, seed format)
 //! and with `format=envelope` plus a stream: the callback's cost for each action,
 //! and throughput with the stream against redis-benchmark running the same XADD.
+//! Then the live state mirror (`state=true`) on top of the envelope and the
+//! stream, with the harness's mod_callcenter serving 1,000 agents in 100
+//! queues: the callback's cost, throughput of a call centre's traffic against
+//! the same XADD reference (and Redis alone running the module's own state
+//! calls, the ceiling), and the time to seed 1,000 agents and 10,000 members.
 //! The last line is `summary: key=value ...` for scripts.
 
 #[path = "../tests/harness/mod.rs"]
@@ -26,6 +31,7 @@ use std::time::{Duration, Instant};
 use harness::core::{self, LoadedModule, OwnedEvent};
 use harness::fixtures;
 use harness::redis::{free_port, wait_until, RedisServer};
+use harness::state::recorded;
 use mod_cc_events::catalogue::{self, Catalogue, EventSettings};
 
 const CHANNEL: &str = "callcenter_events";
@@ -44,6 +50,9 @@ struct Sizes {
     latency_secs: f64,
     memory_queue: usize,
     reference_p1_events: usize,
+    /// Distinct calls in the state mode's traffic, fired in turn (each call
+    /// is 11 events; timestamps and sequence numbers move on every time).
+    state_calls: usize,
 }
 
 // ------------------------------------------------------------------ subscriber
@@ -417,7 +426,15 @@ fn machine() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    format!("{cpu}, {cores} cores; {redis}")
+    format!("{cpu}, {cores} cores; {redis}; {}", load_average())
+}
+
+/// The machine's 1-, 5- and 15-minute load averages: other work on the
+/// same cores shows in every figure but the same-run ratios.
+fn load_average() -> String {
+    let avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let three: Vec<&str> = avg.split_whitespace().take(3).collect();
+    format!("load average {}", three.join(" "))
 }
 
 // ------------------------------------------------------------------ stream
@@ -712,7 +729,7 @@ fn stream_throughput(
     watch: &mut StreamWatch,
     published: &OwnedEvent,
     sizes: &Sizes,
-) -> (f64, f64, f64) {
+) -> (f64, f64, f64, Vec<String>) {
     let n = sizes.throughput_events;
     // One event first, to read back exactly what the module appends.
     fixtures::add_member_sessions();
@@ -803,7 +820,641 @@ fn stream_throughput(
         "  median: mod_cc_events {eps:.0} events/s; reference XADD -P 64 {reference:.0}/s (ratio {ratio:.2}, target >= 0.4); stream length now {} (MAXLEN ~{STREAM_MAXLEN})",
         watch.len()
     );
-    (eps, reference, ratio)
+    (eps, reference, ratio, xadd)
+}
+
+// ------------------------------------------------------------------ state mirror
+
+/// The mirror's key prefix (the default `state-prefix`).
+const STATE_PREFIX: &str = "cc_state";
+/// The call centre the harness's mod_callcenter serves in the state mode:
+/// agents in queues, each queue's tier its own `AGENTS_PER_QUEUE` agents.
+const STATE_AGENTS: usize = 1_000;
+const STATE_QUEUES: usize = 100;
+const AGENTS_PER_QUEUE: usize = STATE_AGENTS / STATE_QUEUES;
+/// Members waiting (10 a queue) while the throughput is measured.
+const STATE_WAITING: usize = 1_000;
+/// Members waiting in the seed timing.
+const SEED_WAITING: usize = 10_000;
+/// The recorded call each call of the traffic copies: 001-011, from the
+/// agent becoming Available to the member leaving after the call.
+const CALL_FILES: usize = 11;
+/// Headers of the recorded call that hold epoch seconds.
+const SECONDS_HEADERS: &[&str] = &[
+    "CC-Agent-Called-Time",
+    "CC-Agent-Answered-Time",
+    "CC-Member-Joined-Time",
+    "CC-Bridge-Terminated-Time",
+    "CC-Member-Leaving-Time",
+];
+/// The recorded member channel whose variables every benchmark member gets.
+const MEMBER_CHANNEL: &str = "29950626-434c-4af3-bf4f-73c8cfb962c8";
+
+fn agent_name(i: usize) -> String {
+    format!("agent-{i:04}@bench")
+}
+
+fn queue_name(q: usize) -> String {
+    format!("queue-{q:03}@bench")
+}
+
+/// (member UUID, member session UUID) of waiting member `i`.
+fn waiting_member(i: usize) -> (String, String) {
+    (
+        format!("00000000-0000-4000-8000-{i:012x}"),
+        format!("00000000-0000-4000-9000-{i:012x}"),
+    )
+}
+
+/// (member UUID, member session UUID, agent leg UUID) of call `c` of the traffic.
+fn call_ids(c: usize) -> (String, String, String) {
+    (
+        format!("00000000-0000-4000-a000-{c:012x}"),
+        format!("00000000-0000-4000-b000-{c:012x}"),
+        format!("00000000-0000-4000-c000-{c:012x}"),
+    )
+}
+
+/// mod_callcenter's `agent list`, `queue list`, `tier list` and `member list`
+/// for the benchmark's call centre with `waiting` members waiting (spread over
+/// the queues), each row shaped as the recorded rows.
+fn call_centre(waiting: usize) -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::{json, Value};
+    let agent = recorded("01-start", "agent list")[0].clone();
+    let queue = recorded("01-start", "queue list")[0].clone();
+    let member = recorded("05-caller-waiting-no-agent", "member list")[0].clone();
+    let now = (mod_cc_events::state::now_us() / 1_000_000) as usize;
+    let agents: Vec<Value> = (0..STATE_AGENTS)
+        .map(|i| {
+            let mut a = agent.clone();
+            a["name"] = agent_name(i).into();
+            a["contact"] = format!("[leg_timeout=10]user/{}", agent_name(i)).into();
+            a["status"] = "Available".into();
+            a
+        })
+        .collect();
+    let queues: Vec<Value> = (0..STATE_QUEUES)
+        .map(|q| {
+            let mut row = queue.clone();
+            row["name"] = queue_name(q).into();
+            row
+        })
+        .collect();
+    let tiers: Vec<Value> = (0..STATE_QUEUES)
+        .flat_map(|q| {
+            (0..AGENTS_PER_QUEUE).map(move |slot| {
+                json!({
+                    "queue": queue_name(q),
+                    "agent": agent_name(q * AGENTS_PER_QUEUE + slot),
+                    "state": "Ready",
+                    "level": "1",
+                    "position": (slot + 1).to_string(),
+                })
+            })
+        })
+        .collect();
+    let members: Vec<Value> = (0..waiting)
+        .map(|i| {
+            let (uuid, session) = waiting_member(i);
+            let joined = (now - i % 600).to_string();
+            let mut m = member.clone();
+            m["queue"] = queue_name(i % STATE_QUEUES).into();
+            m["uuid"] = uuid.into();
+            m["session_uuid"] = session.into();
+            m["system_epoch"] = joined.clone().into();
+            m["joined_epoch"] = joined.into();
+            m
+        })
+        .collect();
+    vec![
+        ("agent list", Value::Array(agents)),
+        ("queue list", Value::Array(queues)),
+        ("tier list", Value::Array(tiers)),
+        ("member list", Value::Array(members)),
+    ]
+}
+
+/// The harness's mod_callcenter answers with these lists from now on.
+fn serve(lists: Vec<(&'static str, serde_json::Value)>) {
+    core::set_callcenter(Some(Arc::new(move |args: &str| {
+        lists
+            .iter()
+            .find(|(what, _)| *what == args)
+            .map(|(_, v)| v.clone())
+    })));
+}
+
+/// Live member channels (the recorded member's variables and caller
+/// profile), new ones: a session's pool keeps every variable copy until it ends.
+fn add_member_channels(sessions: impl Iterator<Item = String>) {
+    let vars = fixtures::member_channels()
+        .remove(MEMBER_CHANNEL)
+        .expect("member channel fixture");
+    let profile = fixtures::member_caller_profiles()
+        .remove(MEMBER_CHANNEL)
+        .expect("member channel fixture");
+    let fields: Vec<(&str, &str)> = profile.iter().map(|(f, v)| (*f, v.as_str())).collect();
+    for s in sessions {
+        core::add_session(&s, &vars);
+        core::set_caller_profile(&s, &fields);
+    }
+}
+
+/// One event of the state mode's traffic, built once and fired many times
+/// with its time and sequence headers moved on.
+struct CallEvent {
+    ev: OwnedEvent,
+    /// µs from the call's start (the recorded call's own spacing).
+    offset_us: u64,
+    /// Headers holding epoch seconds, with their offset from the call's start.
+    seconds: Vec<(&'static str, i64)>,
+}
+
+/// `calls` calls, each the recorded call 001-011 (agent-status-change,
+/// member-queue-start, members-count, agent-state-change, agent-offering,
+/// bridge-agent-start, members-count, agent-state-change, bridge-agent-end,
+/// member-queue-end, agent-state-change) with its own member, in queue
+/// `c % 100`, answered by one of that queue's agents: every call touches
+/// agents, members and queues the seed holds.
+fn state_calls(calls: usize) -> Vec<CallEvent> {
+    let recorded_call: Vec<fixtures::Fixture> =
+        fixtures::events().into_iter().take(CALL_FILES).collect();
+    let at = |f: &fixtures::Fixture| -> u64 {
+        f.header("Event-Date-Timestamp")
+            .and_then(|t| t.parse().ok())
+            .expect("Event-Date-Timestamp")
+    };
+    let start_us = at(&recorded_call[0]);
+    let first = |h: &str| {
+        recorded_call
+            .iter()
+            .find_map(|f| f.header(h))
+            .unwrap_or_else(|| panic!("no {h} in the recorded call"))
+    };
+    let (agent, queue, member, session, leg) = (
+        first("CC-Agent"),
+        first("CC-Queue"),
+        first("CC-Member-UUID"),
+        first("CC-Member-Session-UUID"),
+        first("CC-Agent-UUID"),
+    );
+    let mut out = Vec::with_capacity(calls * CALL_FILES);
+    for c in 0..calls {
+        let q = c % STATE_QUEUES;
+        let slot = (c / STATE_QUEUES) % AGENTS_PER_QUEUE;
+        let (m, s, l) = call_ids(c);
+        let map = [
+            (&agent, agent_name(q * AGENTS_PER_QUEUE + slot)),
+            (&queue, queue_name(q)),
+            (&member, m),
+            (&session, s),
+            (&leg, l),
+        ];
+        for f in &recorded_call {
+            let headers: Vec<(Vec<u8>, Vec<u8>)> = f
+                .headers
+                .iter()
+                .map(
+                    |(n, v)| match map.iter().find(|(from, _)| from.as_bytes() == v) {
+                        Some((_, to)) => (n.clone(), to.as_bytes().to_vec()),
+                        None => (n.clone(), v.clone()),
+                    },
+                )
+                .collect();
+            let refs: Vec<(&[u8], &[u8])> = headers.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+            let subclass = f.header("Event-Subclass").unwrap_or_default();
+            let seconds = SECONDS_HEADERS
+                .iter()
+                .filter_map(|h| {
+                    let v: i64 = f.header(h)?.parse().ok()?;
+                    Some((*h, v - (start_us / 1_000_000) as i64))
+                })
+                .collect();
+            out.push(CallEvent {
+                ev: OwnedEvent::custom(&subclass, &refs),
+                offset_us: at(f) - start_us,
+                seconds,
+            });
+        }
+    }
+    out
+}
+
+/// The traffic as one endless sequence: its `k`th event is call `k / 11`
+/// (one second after the one before, so that every call is newer than the
+/// last one of its agent, as the mirror counts calls answered), with
+/// Event-Sequence `k` on from `first_sequence`.
+struct Traffic {
+    calls: Vec<CallEvent>,
+    fired: u64,
+    start_us: u64,
+    first_sequence: u64,
+}
+
+impl Traffic {
+    fn fire_next(&mut self) {
+        let k = self.fired;
+        self.fired += 1;
+        let call_start = self.start_us + (k / CALL_FILES as u64) * 1_000_000;
+        let at = (k % self.calls.len() as u64) as usize;
+        let ce = &mut self.calls[at];
+        let ts = call_start + ce.offset_us;
+        ce.ev
+            .set_header("Event-Date-Timestamp", ts.to_string().as_bytes());
+        ce.ev.set_header(
+            "Event-Sequence",
+            (self.first_sequence + k).to_string().as_bytes(),
+        );
+        for (h, offset) in &ce.seconds {
+            let v = (call_start / 1_000_000) as i64 + offset;
+            ce.ev.set_header(h, v.to_string().as_bytes());
+        }
+        core::fire(&mut ce.ev);
+    }
+
+    /// The sequence number of the last event fired.
+    fn last_sequence(&self) -> u64 {
+        self.first_sequence + self.fired - 1
+    }
+
+    fn sessions(&self) -> impl Iterator<Item = String> {
+        let calls = self.calls.len() / CALL_FILES;
+        (0..calls).map(|c| call_ids(c).1)
+    }
+}
+
+fn meta_field(con: &mut redis::Connection, field: &str) -> Option<String> {
+    redis::cmd("HGET")
+        .arg(format!("{STATE_PREFIX}:meta"))
+        .arg(field)
+        .query(con)
+        .unwrap()
+}
+
+/// `cc_events reload`, which reseeds the mirror from mod_callcenter on the
+/// worker thread, and the time until the new seed is in Redis (`seeded_at`
+/// in `<prefix>:meta` changes; polled every 0.5 ms). Returns the time, and the
+/// part of it before the worker started writing (reading mod_callcenter's
+/// lists and the members' variables, building the model): `seeded_at` is
+/// the wall clock when the write is put together.
+fn timed_reseed(con: &mut redis::Connection) -> (Duration, Duration) {
+    let before = meta_field(con, "seeded_at");
+    let wall = mod_cc_events::state::now_us();
+    let start = Instant::now();
+    let reply = core::api("cc_events", "reload").unwrap();
+    assert!(reply.starts_with("+OK"), "{reply}");
+    let seeded_at = loop {
+        match meta_field(con, "seeded_at") {
+            Some(now) if Some(&now) != before.as_ref() => break now,
+            _ => {}
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no new seed within 60 s"
+        );
+        std::thread::sleep(Duration::from_micros(500));
+    };
+    let total = start.elapsed();
+    let read = Duration::from_micros(seeded_at.parse::<u64>().unwrap().saturating_sub(wall));
+    (total, read.min(total))
+}
+
+/// `cc_events state`'s value for `name` (agents, queues, waiting, ...).
+fn state_value(name: &str) -> u64 {
+    let out = core::api("cc_events", "state").unwrap();
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {out}"))
+}
+
+/// The time Redis spent per call of `command` since the last `CONFIG
+/// RESETSTAT` (`INFO commandstats`' usec_per_call), in µs.
+fn usec_per_call(con: &mut redis::Connection, command: &str) -> f64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(con).unwrap();
+    let line = format!("cmdstat_{command}:");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .and_then(|l| {
+            l.split(',')
+                .find_map(|kv| kv.strip_prefix("usec_per_call="))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn reset_command_stats(con: &mut redis::Connection) {
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(con).unwrap();
+}
+
+/// The arguments of one RESP command as `resp::command` writes it.
+fn resp_args(b: &[u8]) -> Vec<String> {
+    let line = |at: usize| {
+        let end = at + b[at..].windows(2).position(|w| w == b"\r\n").unwrap();
+        let n: usize = std::str::from_utf8(&b[at + 1..end])
+            .unwrap()
+            .parse()
+            .unwrap();
+        (n, end + 2)
+    };
+    let (count, mut at) = line(0);
+    (0..count)
+        .map(|_| {
+            let (len, start) = line(at);
+            at = start + len + 2;
+            String::from_utf8(b[start..start + len].to_vec()).unwrap()
+        })
+        .collect()
+}
+
+/// Redis alone running the module's own state calls: the EVALSHA of each of
+/// the last `CALL_FILES` events (one of every step of a call), rebuilt with
+/// the module's `Call` from their stream entries (the entry's fields, and
+/// its `state` as the HSETs and HDELs), each run by redis-benchmark
+/// `-c 1 -P 64`. Returns the calls per second over the eleven (all the calls
+/// over all the time): what the state mode cannot pass on this Redis,
+/// however little the module spends.
+fn state_calls_in_redis(redis: &RedisServer, con: &mut redis::Connection, n: usize) -> f64 {
+    use mod_cc_events::state::model::{Change, Hash};
+    use mod_cc_events::state::script::{self, Call, Keys};
+    let entries: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+        .arg(STREAM)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(CALL_FILES)
+        .query(con)
+        .unwrap();
+    let keys = Keys {
+        prefix: STATE_PREFIX.into(),
+    };
+    let sha = script::sha();
+    let maxlen = STREAM_MAXLEN.to_string();
+    let per = (n / CALL_FILES).max(P64);
+    let mut seconds = 0.0;
+    for (_, fields) in entries.iter().rev() {
+        let field = |name: &str| {
+            fields
+                .chunks(2)
+                .find(|kv| kv[0] == name)
+                .map(|kv| kv[1].as_str())
+                .unwrap_or_else(|| panic!("no {name} in {fields:?}"))
+        };
+        let delta: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(field("state")).unwrap();
+        let mut changes = Vec::new();
+        for (key, values) in &delta {
+            let hash = match key.strip_prefix(&format!("{STATE_PREFIX}:")) {
+                Some("agents") => Hash::Agents,
+                Some("queues") => Hash::Queues,
+                Some(other) => Hash::Members(other.strip_prefix("members:").unwrap().into()),
+                None => panic!("key {key} outside {STATE_PREFIX}"),
+            };
+            for (f, v) in values.as_object().unwrap() {
+                changes.push(Change {
+                    hash: hash.clone(),
+                    field: f.clone(),
+                    value: (!v.is_null()).then(|| v.to_string()),
+                });
+            }
+        }
+        let mut xadd: Vec<&[u8]> = vec![b"MAXLEN", b"~", maxlen.as_bytes(), b"*"];
+        xadd.extend(fields.iter().map(|f| f.as_bytes()));
+        let mut call = Call::default();
+        call.xadd(STREAM, &xadd);
+        call.changes(&keys, &changes);
+        call.meta(&keys, &[("sequence", field("sequence"))]);
+        let mut command = Vec::new();
+        call.encode(&sha, &mut command);
+        let rps = redis_benchmark(redis.port, P64, per, &resp_args(&command));
+        seconds += per as f64 / rps;
+    }
+    (per * entries.len()) as f64 / seconds
+}
+
+/// `cc_events state` shows the seeded agents and `waiting` waiting members.
+/// Waited for: the report follows the worker's reading of the reply, a
+/// moment after Redis has the seed.
+fn wait_for_report(waiting: usize) {
+    let want = (STATE_AGENTS as u64, waiting as u64);
+    assert!(
+        wait_until(Duration::from_secs(5), || (
+            state_value("agents"),
+            state_value("waiting")
+        ) == want),
+        "{}",
+        core::api("cc_events", "state").unwrap()
+    );
+}
+
+/// What the state mode measured.
+struct StateFigures {
+    cb: Worst,
+    cb_4t: Worst,
+    eps: f64,
+    reference: f64,
+    ratio: f64,
+    /// Redis alone running the module's state calls, and its ratio to the reference.
+    redis_calls: f64,
+    redis_ratio: f64,
+    evalsha_us: f64,
+    xadd_us: f64,
+    seed_ms: f64,
+    seed_read_ms: f64,
+    seed_write_ms: f64,
+}
+
+/// The envelope mode with the live state mirror on: the callback's cost for
+/// each action, throughput of a call centre's traffic against the envelope
+/// mode's XADD reference, and the time to seed 1,000 agents and 10,000
+/// waiting members.
+fn state_section(
+    redis: &RedisServer,
+    sub: &FastSubscriber,
+    watch: &mut StreamWatch,
+    xadd: &[String],
+    sizes: &Sizes,
+) -> StateFigures {
+    println!(
+        "---- state=true (state-refresh-s=0), format=envelope, events=all, stream={STREAM}, stream-maxlen={STREAM_MAXLEN}; mod_callcenter serves {STATE_AGENTS} agents, {STATE_QUEUES} queues ({AGENTS_PER_QUEUE} agents in each tier), {STATE_WAITING} waiting members"
+    );
+    add_member_channels((0..STATE_WAITING).map(|i| waiting_member(i).1));
+    serve(call_centre(STATE_WAITING));
+    let maxlen = STREAM_MAXLEN.to_string();
+    let module = load_connected(
+        redis.port,
+        &[
+            ("events", "all"),
+            ("format", "envelope"),
+            ("stream", STREAM),
+            ("stream-maxlen", &maxlen),
+            ("state", "true"),
+            // No periodic re-read: the served lists stand still while the traffic moves on.
+            ("state-refresh-s", "0"),
+        ],
+    );
+    let mut con = redis.connection();
+    assert!(
+        wait_until(Duration::from_secs(30), || meta_field(
+            &mut con,
+            "seeded_at"
+        )
+        .is_some()),
+        "never seeded: {}",
+        core::api("cc_events", "state").unwrap()
+    );
+    wait_for_report(STATE_WAITING);
+
+    let (cb, cb_4t) = action_callbacks(
+        "state=true events=all format=envelope stream",
+        sizes.action_callback_events,
+        sub,
+        Some(&mut *watch),
+    );
+
+    // The recorded events' own agents are gone again after a fresh seed.
+    timed_reseed(&mut con);
+    let mut traffic = Traffic {
+        calls: state_calls(sizes.state_calls),
+        fired: 0,
+        start_us: mod_cc_events::state::now_us(),
+        first_sequence: 1_000_000,
+    };
+    let n = sizes.throughput_events;
+    println!(
+        "throughput, fire to receipt by the subscriber and the state call's append to the stream (PUBLISH + one EVALSHA per event: XADD, the HSETs, meta), envelope payload; the traffic: {} calls of {CALL_FILES} events (the recorded call 001-011, each with its own member and one of its queue's agents), fired in turn, each newer than the last:",
+        sizes.state_calls
+    );
+    println!("  reference: the envelope mode's XADD above (same fields, same payload), run again each round, after {STREAM_MAXLEN} more of it (untimed) that leave only its own entries in the stream, as in the envelope mode");
+    let (mut ours, mut refs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut evalsha_us, mut xadd_us) = (Vec::new(), Vec::new());
+    for round in 1..=sizes.rounds {
+        // New channels each round: a session's pool keeps every variable copy until it ends.
+        add_member_channels(traffic.sessions());
+        // First the reference replaces every entry of the stream with its
+        // own, untimed: trimming the state mode's larger entries (the
+        // `state` field) would slow it down by a third, and the envelope
+        // mode's reference trims its own.
+        let added = watch.added();
+        let refill = STREAM_MAXLEN as usize + P64;
+        redis_benchmark(redis.port, P64, refill, xadd);
+        let sent = benchmark_sends(refill, P64);
+        assert!(wait_until(Duration::from_secs(60), || watch.added() >= added + sent));
+        let added = watch.added();
+        reset_command_stats(&mut con);
+        let reference = redis_benchmark(redis.port, P64, n, xadd);
+        let sent = benchmark_sends(n, P64);
+        assert!(wait_until(Duration::from_secs(60), || watch.added() >= added + sent));
+        xadd_us.push(usec_per_call(&mut con, "xadd"));
+
+        reset_command_stats(&mut con);
+        let (before, added) = (sub.count(), watch.added());
+        let dropped_before = status_value("dropped");
+        let start = Instant::now();
+        for _ in 0..n {
+            traffic.fire_next();
+        }
+        let fired_in = start.elapsed();
+        assert!(
+            wait_delivered(
+                sub,
+                before + n as u64,
+                Some((&mut *watch, added + n as u64)),
+                Duration::from_secs(120)
+            ),
+            "not all received and appended"
+        );
+        let elapsed = start.elapsed();
+        assert_eq!(status_value("dropped"), dropped_before, "nothing dropped");
+        assert_eq!(
+            meta_field(&mut con, "sequence"),
+            Some(traffic.last_sequence().to_string()),
+            "the last event's state call is in Redis"
+        );
+        evalsha_us.push(usec_per_call(&mut con, "evalsha"));
+        let eps = n as f64 / elapsed.as_secs_f64();
+        println!(
+            "  round {round}: mod_cc_events {eps:>10.0} events/s (fired in {:.0} ms, all received and appended in {:.0} ms); redis-benchmark -c 1 -P 64 XADD: {reference:>10.0} XADD/s; ratio {:.2}",
+            fired_in.as_secs_f64() * 1e3,
+            elapsed.as_secs_f64() * 1e3,
+            eps / reference
+        );
+        ours.push(eps);
+        refs.push(reference);
+        ratios.push(eps / reference);
+    }
+    let (eps, reference, ratio) = (
+        median_f(&mut ours),
+        median_f(&mut refs),
+        median_f(&mut ratios),
+    );
+    let agents: u64 = redis::cmd("HLEN")
+        .arg(format!("{STATE_PREFIX}:agents"))
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(
+        agents, STATE_AGENTS as u64,
+        "the traffic only moves the seeded agents"
+    );
+    println!(
+        "  median: mod_cc_events {eps:.0} events/s; reference XADD -P 64 {reference:.0}/s (ratio {ratio:.2}, target >= 0.3); {} calls answered in the mirror, {} waiting",
+        traffic.fired / CALL_FILES as u64,
+        state_value("waiting")
+    );
+    let (evalsha_us, xadd_us) = (median_f(&mut evalsha_us), median_f(&mut xadd_us));
+    println!(
+        "  Redis's own time per call (INFO commandstats): the module's EVALSHA {evalsha_us:.2} us (its XADD, HSETs and meta included); the reference's XADD {xadd_us:.2} us"
+    );
+    let redis_calls = state_calls_in_redis(redis, &mut con, n);
+    let redis_ratio = redis_calls / reference;
+    println!(
+        "  Redis alone running the module's own state calls (the last {CALL_FILES} events' EVALSHA, rebuilt from their stream entries with the module's script::Call; redis-benchmark -c 1 -P 64, no PUBLISH): {redis_calls:.0} calls/s, ratio {redis_ratio:.2} to the XADD reference: the most this mode can reach on this Redis, however little the module spends"
+    );
+
+    // -------- seed time
+    add_member_channels((0..SEED_WAITING).map(|i| waiting_member(i).1));
+    serve(call_centre(SEED_WAITING));
+    println!(
+        "seed: `cc_events reload` to the new seed in Redis, mod_callcenter serving {STATE_AGENTS} agents, {STATE_QUEUES} queues ({STATE_AGENTS} tiers) and {SEED_WAITING} waiting members with live channels (read: the four callcenter_config JSON replies, as the harness serves them, each member's variables and the model; write: putting the EVALSHA together, sending it, Redis running it):"
+    );
+    let (mut totals, mut reads, mut writes) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=sizes.rounds {
+        let (total, read) = timed_reseed(&mut con);
+        let write = total - read;
+        println!(
+            "  round {round}: {:.1} ms (read {:.1} ms, write {:.1} ms)",
+            total.as_secs_f64() * 1e3,
+            read.as_secs_f64() * 1e3,
+            write.as_secs_f64() * 1e3
+        );
+        totals.push(total.as_secs_f64() * 1e3);
+        reads.push(read.as_secs_f64() * 1e3);
+        writes.push(write.as_secs_f64() * 1e3);
+    }
+    wait_for_report(SEED_WAITING);
+    let (seed_ms, seed_read_ms, seed_write_ms) = (
+        median_f(&mut totals),
+        median_f(&mut reads),
+        median_f(&mut writes),
+    );
+    println!("  median: {seed_ms:.1} ms (read {seed_read_ms:.1} ms, write {seed_write_ms:.1} ms)");
+    module.unload();
+    core::set_callcenter(None);
+    StateFigures {
+        cb,
+        cb_4t,
+        eps,
+        reference,
+        ratio,
+        redis_calls,
+        redis_ratio,
+        evalsha_us,
+        xadd_us,
+        seed_ms,
+        seed_read_ms,
+        seed_write_ms,
+    }
 }
 
 fn main() {
@@ -817,6 +1468,7 @@ fn main() {
             latency_secs: 0.5,
             memory_queue: 2_000,
             reference_p1_events: 5_000,
+            state_calls: 250,
         }
     } else {
         Sizes {
@@ -827,6 +1479,7 @@ fn main() {
             latency_secs: 3.0,
             memory_queue: 20_000,
             reference_p1_events: 50_000,
+            state_calls: 1_000,
         }
     };
     println!(
@@ -1035,9 +1688,12 @@ fn main() {
         &sub,
         Some(&mut watch),
     );
-    let (throughput_env, ref_xadd, ratio_env) =
+    let (throughput_env, ref_xadd, ratio_env, xadd) =
         stream_throughput(&redis, &sub, &mut watch, &published, &sizes);
     module.unload();
+
+    // -------- the live state mirror on top of the envelope and the stream
+    let state = state_section(&redis, &sub, &mut watch, &xadd, &sizes);
     drop(sub);
     core::clear_sessions();
 
@@ -1060,7 +1716,7 @@ fn main() {
         }
     );
     println!(
-        "targets, published event in every mode (1 thread): seed p50 <= 2000 ns: {}, p99 <= 20000 ns: {}; events=all p50 <= 2000 ns: {}, p99 <= 20000 ns: {}; envelope+stream p50 <= 2000 ns: {}, p99 <= 20000 ns: {}; envelope+stream throughput >= 0.4 x XADD P64: {}",
+        "targets, published event in every mode (1 thread): seed p50 <= 2000 ns: {}, p99 <= 20000 ns: {}; events=all p50 <= 2000 ns: {}, p99 <= 20000 ns: {}; envelope+stream p50 <= 2000 ns: {}, p99 <= 20000 ns: {}; envelope+stream throughput >= 0.4 x XADD P64: {}; state+stream p50 <= 2000 ns: {}, p99 <= 20000 ns: {}; state+stream throughput >= 0.3 x XADD P64: {}",
         yes(cb_published_p50 <= 2000),
         yes(cb_published_p99 <= 20_000),
         yes(cb_all.p50.0 <= 2000),
@@ -1068,9 +1724,12 @@ fn main() {
         yes(cb_env.p50.0 <= 2000),
         yes(cb_env.p99.0 <= 20_000),
         yes(ratio_env >= 0.4),
+        yes(state.cb.p50.0 <= 2000),
+        yes(state.cb.p99.0 <= 20_000),
+        yes(state.ratio >= 0.3),
     );
     println!(
-        "for information, 4 threads against the same bounds: events=all p50 {} ns {}, p99 {} ns {}; envelope+stream p50 {} ns {}, p99 {} ns {}",
+        "for information, 4 threads against the same bounds: events=all p50 {} ns {}, p99 {} ns {}; envelope+stream p50 {} ns {}, p99 {} ns {}; state+stream p50 {} ns {}, p99 {} ns {}",
         cb_all_4t.p50.0,
         within(cb_all_4t.p50.0 <= 2000),
         cb_all_4t.p99.0,
@@ -1079,9 +1738,14 @@ fn main() {
         within(cb_env_4t.p50.0 <= 2000),
         cb_env_4t.p99.0,
         within(cb_env_4t.p99.0 <= 20_000),
+        state.cb_4t.p50.0,
+        within(state.cb_4t.p50.0 <= 2000),
+        state.cb_4t.p99.0,
+        within(state.cb_4t.p99.0 <= 20_000),
     );
+    println!("machine at the end: {}", load_average());
     println!(
-        "summary: throughput_eps={throughput:.0} ratio_p64={ratio_p64:.2} ratio_p1={ratio_p1:.2} cb_ignored_p50_ns={cb_ignored_p50} cb_ignored_p99_ns={cb_ignored_p99} cb_published_p50_ns={cb_published_p50} lat_p99_us_10k={lat_p99_10k} cb_published_p99_ns={cb_published_p99} cb_all_p50_ns={} cb_all_p99_ns={} cb_all_4t_p50_ns={} cb_all_4t_p99_ns={} cb_env_stream_p50_ns={} cb_env_stream_p99_ns={} cb_env_stream_4t_p50_ns={} cb_env_stream_4t_p99_ns={} throughput_env_stream_eps={throughput_env:.0} ref_xadd_p64={ref_xadd:.0} ratio_env_stream_xadd_p64={ratio_env:.2}",
+        "summary: throughput_eps={throughput:.0} ratio_p64={ratio_p64:.2} ratio_p1={ratio_p1:.2} cb_ignored_p50_ns={cb_ignored_p50} cb_ignored_p99_ns={cb_ignored_p99} cb_published_p50_ns={cb_published_p50} lat_p99_us_10k={lat_p99_10k} cb_published_p99_ns={cb_published_p99} cb_all_p50_ns={} cb_all_p99_ns={} cb_all_4t_p50_ns={} cb_all_4t_p99_ns={} cb_env_stream_p50_ns={} cb_env_stream_p99_ns={} cb_env_stream_4t_p50_ns={} cb_env_stream_4t_p99_ns={} throughput_env_stream_eps={throughput_env:.0} ref_xadd_p64={ref_xadd:.0} ratio_env_stream_xadd_p64={ratio_env:.2} cb_state_p50_ns={} cb_state_p99_ns={} cb_state_4t_p50_ns={} cb_state_4t_p99_ns={} throughput_state_eps={:.0} ref_xadd_p64_state={:.0} ratio_state_xadd_p64={:.2} state_evalsha_redis_cps={:.0} ratio_state_evalsha_redis_xadd_p64={:.2} evalsha_us={:.2} xadd_us={:.2} seed_1k_agents_10k_members_ms={:.1} seed_read_ms={:.1} seed_write_ms={:.1}",
         cb_all.p50.0,
         cb_all.p99.0,
         cb_all_4t.p50.0,
@@ -1090,6 +1754,20 @@ fn main() {
         cb_env.p99.0,
         cb_env_4t.p50.0,
         cb_env_4t.p99.0,
+        state.cb.p50.0,
+        state.cb.p99.0,
+        state.cb_4t.p50.0,
+        state.cb_4t.p99.0,
+        state.eps,
+        state.reference,
+        state.ratio,
+        state.redis_calls,
+        state.redis_ratio,
+        state.evalsha_us,
+        state.xadd_us,
+        state.seed_ms,
+        state.seed_read_ms,
+        state.seed_write_ms,
     );
 }
 

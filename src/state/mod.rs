@@ -334,12 +334,9 @@ impl Mirror {
             fields.push(b"state");
             fields.push(delta.as_bytes());
             call.xadd(stream, &fields);
-            call.changes(&self.keys, &changes);
-            self.write_meta(&mut call, None);
-        } else {
-            call.changes(&self.keys, &changes);
-            self.write_meta(&mut call, None);
         }
+        call.changes(&self.keys, &changes);
+        self.write_meta(&mut call, None);
         call.encode(&self.sha, out);
         if !changes.is_empty() {
             self.report.counts = self.model.counts();

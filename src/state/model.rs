@@ -21,7 +21,9 @@ pub enum Hash {
 pub struct Change {
     pub hash: Hash,
     pub field: String,
-    pub value: Option<Value>,
+    /// The value as the hash holds it: compact JSON text, serialized once
+    /// from the model for both the HSET and the stream entry's `state`.
+    pub value: Option<String>,
 }
 
 /// What an event carries that the model needs, from whichever format captured it.
@@ -111,6 +113,59 @@ pub struct Model {
     members: BTreeMap<String, BTreeMap<String, Value>>,
     /// What the `queues` hash holds, derived from the above.
     rendered: BTreeMap<String, Value>,
+    /// The sums of `rendered`'s `waiting` and `answering`, kept as queues
+    /// are rendered: `counts` runs after every event, and a walk over every
+    /// member there made each event cost as much as the call centre is big.
+    waiting: usize,
+    answering: usize,
+}
+
+/// A queue's members, as the `queues` hash shows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Tally {
+    /// Waiting or Trying.
+    waiting: usize,
+    answering: usize,
+    abandoned: usize,
+    /// The earliest `joined_epoch` of those waiting.
+    oldest: Option<i64>,
+}
+
+impl Tally {
+    fn of(members: Option<&BTreeMap<String, Value>>) -> Tally {
+        let mut t = Tally::default();
+        for m in members.into_iter().flat_map(|m| m.values()) {
+            match text(m.get("state")) {
+                "Waiting" | "Trying" => {
+                    t.waiting += 1;
+                    let j = num(m.get("joined_epoch"));
+                    t.oldest = Some(t.oldest.map_or(j, |o: i64| o.min(j)));
+                }
+                "Answered" => t.answering += 1,
+                "Abandoned" => t.abandoned += 1,
+                _ => {}
+            }
+        }
+        t
+    }
+
+    /// What `write` put into a rendered queue.
+    fn read(v: &Map<String, Value>) -> Tally {
+        let count = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0) as usize;
+        Tally {
+            waiting: count("waiting"),
+            answering: count("answering"),
+            abandoned: count("abandoned"),
+            oldest: v.get("longest_wait_since").and_then(Value::as_i64),
+        }
+    }
+
+    fn write(&self, v: &mut Map<String, Value>) {
+        v.insert("waiting".into(), json!(self.waiting));
+        v.insert("answering".into(), json!(self.answering));
+        v.insert("abandoned".into(), json!(self.abandoned));
+        v.insert("longest_wait_since".into(), json!(self.oldest));
+    }
 }
 
 /// Counts for `cc_events state`.
@@ -253,6 +308,11 @@ impl Model {
         let names: Vec<String> = m.queues.keys().cloned().collect();
         for q in names {
             let v = m.render_queue(&q);
+            if let Some(v) = v.as_object() {
+                let t = Tally::read(v);
+                m.waiting += t.waiting;
+                m.answering += t.answering;
+            }
             m.rendered.insert(q, v);
         }
         Ok(m)
@@ -279,18 +339,13 @@ impl Model {
         self.queues.keys()
     }
 
-    /// From the rendered queues: O(queues), not O(members), as it runs per batch.
     pub fn counts(&self) -> Counts {
-        let mut c = Counts {
+        Counts {
             agents: self.agents.len(),
             queues: self.queues.len(),
-            ..Counts::default()
-        };
-        for q in self.rendered.values() {
-            c.waiting += num(q.get("waiting")) as usize;
-            c.answering += num(q.get("answering")) as usize;
+            waiting: self.waiting,
+            answering: self.answering,
         }
-        c
     }
 
     /// What changed from `self` to `fresh`, ignoring `updated` (kept from
@@ -533,7 +588,7 @@ impl Model {
         }
         if let Some(q) = member_queue {
             if !member.is_empty() {
-                let value = self.member(&q, &member).cloned();
+                let value = self.member(&q, &member).map(Value::to_string);
                 out.push(Change {
                     hash: Hash::Members(q.clone()),
                     field: member.clone(),
@@ -609,32 +664,36 @@ impl Model {
         out
     }
 
+    /// Re-renders queue `q` after its members changed. A queue's
+    /// configuration and tiers change only with a seed, so a queue already
+    /// rendered differs only in its tally: that is all that is recomputed.
     fn queue_changed(&mut self, q: &str, out: &mut Vec<Change>) {
-        let v = self.render_queue(q);
-        if self.rendered.get(q) != Some(&v) {
-            out.push(set(Hash::Queues, q, &v));
-            self.rendered.insert(q.to_string(), v);
+        let now = Tally::of(self.members.get(q));
+        let was = match self.rendered.get_mut(q) {
+            Some(Value::Object(v)) => {
+                let was = Tally::read(v);
+                if was == now {
+                    return;
+                }
+                now.write(v);
+                was
+            }
+            // Not rendered yet: none of it is counted.
+            _ => {
+                let v = self.render_queue(q);
+                self.rendered.insert(q.to_string(), v);
+                Tally::default()
+            }
+        };
+        self.waiting = (self.waiting + now.waiting).saturating_sub(was.waiting);
+        self.answering = (self.answering + now.answering).saturating_sub(was.answering);
+        if let Some(v) = self.rendered.get(q) {
+            out.push(set(Hash::Queues, q, v));
         }
     }
 
     fn render_queue(&self, q: &str) -> Value {
         let conf = self.queues.get(q).cloned().unwrap_or_default();
-        let mut waiting = 0;
-        let mut answering = 0;
-        let mut abandoned = 0;
-        let mut oldest: Option<i64> = None;
-        for m in self.members.get(q).into_iter().flat_map(|m| m.values()) {
-            match text(m.get("state")) {
-                "Waiting" | "Trying" => {
-                    waiting += 1;
-                    let j = num(m.get("joined_epoch"));
-                    oldest = Some(oldest.map_or(j, |o: i64| o.min(j)));
-                }
-                "Answered" => answering += 1,
-                "Abandoned" => abandoned += 1,
-                _ => {}
-            }
-        }
         let mut tiers = conf.tiers.clone();
         tiers.sort_by(|a, b| (a.level, a.position, &a.agent).cmp(&(b.level, b.position, &b.agent)));
         let agents: Vec<Value> = tiers
@@ -646,10 +705,7 @@ impl Model {
         let mut v = conf.config.clone();
         v.insert("name".into(), json!(q));
         v.entry("strategy").or_insert(Value::Null);
-        v.insert("waiting".into(), json!(waiting));
-        v.insert("answering".into(), json!(answering));
-        v.insert("abandoned".into(), json!(abandoned));
-        v.insert("longest_wait_since".into(), json!(oldest));
+        Tally::of(self.members.get(q)).write(&mut v);
         v.insert("agents".into(), Value::Array(agents));
         Value::Object(v)
     }
@@ -680,7 +736,7 @@ fn set(hash: Hash, field: &str, v: &Value) -> Change {
     Change {
         hash,
         field: field.to_string(),
-        value: Some(v.clone()),
+        value: Some(v.to_string()),
     }
 }
 
@@ -1137,7 +1193,7 @@ mod tests {
             })
     }
 
-    fn as_map(changes: Vec<Change>) -> BTreeMap<(Hash, String), Value> {
+    fn as_map(changes: Vec<Change>) -> BTreeMap<(Hash, String), String> {
         changes
             .into_iter()
             .filter_map(|c| Some(((c.hash, c.field), c.value?)))
@@ -1328,5 +1384,139 @@ mod bridge_timing {
             &[("Agent", ARESKI), ("Agent-State", "In a queue call")],
         ));
         assert_eq!(m.agents[ARESKI]["last_bridge_start"], s + 1);
+    }
+}
+
+/// The kept counts against a full recount.
+#[cfg(test)]
+mod tally_tests {
+    use super::*;
+
+    struct Ev {
+        action: &'static str,
+        headers: Vec<(&'static str, String)>,
+        at_s: u64,
+    }
+
+    impl EventView for Ev {
+        fn action(&self) -> &str {
+            self.action
+        }
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+        }
+        fn timestamp_us(&self) -> Option<u64> {
+            Some(self.at_s * 1_000_000)
+        }
+        fn variables(&self) -> Vec<(&str, &str)> {
+            Vec::new()
+        }
+    }
+
+    fn ev(action: &'static str, at_s: u64, headers: &[(&'static str, &str)]) -> Ev {
+        Ev {
+            action,
+            headers: headers.iter().map(|(n, v)| (*n, v.to_string())).collect(),
+            at_s,
+        }
+    }
+
+    fn seeded() -> Model {
+        let lists = Lists {
+            agents: r#"{"status":"success","response":[{"name":"a1","status":"Available","state":"Waiting"},{"name":"a2","status":"Available","state":"Waiting"}]}"#,
+            queues: r#"{"status":"success","response":[{"name":"q1","strategy":"ring-all","discard_abandoned_after":"10"},{"name":"q2"}]}"#,
+            tiers: r#"{"status":"success","response":[{"queue":"q1","agent":"a2","state":"Ready","level":"1","position":"2"},{"queue":"q1","agent":"a1","state":"Ready","level":"1","position":"1"}]}"#,
+            members: r#"{"status":"success","response":[{"queue":"q1","uuid":"m0","session_uuid":"","state":"Waiting","joined_epoch":"90"},{"queue":"q2","uuid":"m9","state":"Answered","joined_epoch":"95"}]}"#,
+        };
+        Model::seed(&lists, 1, |_| Map::new()).unwrap()
+    }
+
+    /// What the kept figures must equal: everything counted and rendered again.
+    fn check(m: &Model) {
+        let (mut waiting, mut answering) = (0, 0);
+        for member in m.members.values().flat_map(|q| q.values()) {
+            match text(member.get("state")) {
+                "Waiting" | "Trying" => waiting += 1,
+                "Answered" => answering += 1,
+                _ => {}
+            }
+        }
+        let c = m.counts();
+        assert_eq!((c.waiting, c.answering), (waiting, answering));
+        assert_eq!((c.agents, c.queues), (m.agents.len(), m.queues.len()));
+        for q in m.queues.keys() {
+            assert_eq!(m.rendered.get(q), Some(&m.render_queue(q)), "queue {q}");
+        }
+    }
+
+    #[test]
+    fn counts_and_queues_kept_as_events_move_the_members_match_a_full_recount() {
+        let mut m = seeded();
+        check(&m);
+        assert_eq!(m.counts().waiting, 1);
+        assert_eq!(m.counts().answering, 1);
+        let call = |uuid: &'static str, queue: &'static str| {
+            vec![
+                ("Queue", queue),
+                ("Member-UUID", uuid),
+                ("Member-Session-UUID", "s"),
+                ("Agent", "a1"),
+            ]
+        };
+        let steps = [
+            ev("member-queue-start", 100, &call("m1", "q1")),
+            ev("members-count", 100, &[("Queue", "q1")]),
+            ev("agent-offering", 101, &call("m1", "q1")),
+            ev("member-queue-start", 102, &call("m2", "q1")),
+            ev("bridge-agent-start", 103, &call("m1", "q1")),
+            ev("agent-offering", 104, &call("m2", "q1")),
+            ev("bridge-agent-fail", 105, &call("m2", "q1")),
+            ev("member-queue-start", 106, &call("m3", "q3")),
+            ev(
+                "member-queue-end",
+                107,
+                &[&call("m1", "q1")[..], &[("Cause", "Terminated")]].concat(),
+            ),
+            ev(
+                "member-queue-end",
+                108,
+                &[&call("m2", "q1")[..], &[("Cause", "Cancel")]].concat(),
+            ),
+            ev(
+                "member-queue-end",
+                109,
+                &[&call("m9", "q2")[..], &[("Cause", "Terminated")]].concat(),
+            ),
+        ];
+        for e in &steps {
+            let changes = m.apply(e);
+            check(&m);
+            // A queue is written exactly when its rendering changed.
+            for c in changes.iter().filter(|c| c.hash == Hash::Queues) {
+                assert_eq!(c.value, m.rendered.get(&c.field).map(Value::to_string));
+            }
+        }
+        let c = m.counts();
+        assert_eq!(
+            (c.waiting, c.answering, c.queues),
+            (2, 0, 3),
+            "m0 and m3 wait"
+        );
+        assert_eq!(m.rendered["q1"]["abandoned"], 1);
+        // members-count on a queue whose members did not change writes nothing.
+        assert!(m
+            .apply(&ev("members-count", 110, &[("Queue", "q1")]))
+            .is_empty());
+        // m2 abandoned at 108; q1 discards after 10 s.
+        let gone = m.expire(200);
+        assert_eq!(gone.len(), 2, "the member and its queue: {gone:?}");
+        check(&m);
+        let fresh = seeded();
+        m.replace_with(fresh);
+        check(&m);
+        assert_eq!(m.counts().waiting, 1);
     }
 }

@@ -4,7 +4,8 @@
 //! entry it adds into `<prefix>:meta` in the same step, which a MULTI cannot.
 //! Pure: it only writes RESP.
 
-use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
 
 use super::model::{Change, Hash};
 use crate::link::resp;
@@ -92,83 +93,122 @@ impl Keys {
     }
 }
 
+/// A call's keys or arguments, back to back in one buffer.
+#[derive(Default)]
+struct Parts {
+    bytes: Vec<u8>,
+    /// Where each one ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl Parts {
+    fn push(&mut self, b: &[u8]) {
+        self.bytes.extend_from_slice(b);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn push_count(&mut self, n: usize) {
+        // Writing into a Vec cannot fail.
+        let _ = write!(self.bytes, "{n}");
+        self.ends.push(self.bytes.len());
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(a, b)| &self.bytes[a..b])
+    }
+}
+
 /// One EVALSHA being put together.
 #[derive(Default)]
 pub struct Call {
-    keys: Vec<Vec<u8>>,
-    args: Vec<Vec<u8>>,
+    keys: Parts,
+    args: Parts,
 }
 
 impl Call {
     /// XADD to `stream` with `args` (everything after the key).
     pub fn xadd(&mut self, stream: &str, args: &[&[u8]]) {
-        self.keys.push(stream.as_bytes().to_vec());
-        self.args.push(b"X".to_vec());
-        self.args.push(args.len().to_string().into_bytes());
-        self.args.extend(args.iter().map(|a| a.to_vec()));
+        self.keys.push(stream.as_bytes());
+        self.args.push(b"X");
+        self.args.push_count(args.len());
+        for a in args {
+            self.args.push(a);
+        }
     }
 
     /// Deletes every hash of the mirror, including the members of queues
     /// only the old `queues` hash knows.
     pub fn clear(&mut self, keys: &Keys, queues: impl Iterator<Item = String>) {
-        self.keys.push(keys.hash(&Hash::Queues).into_bytes());
-        self.args.push(b"C".to_vec());
-        self.args.push(keys.members_prefix().into_bytes());
-        self.keys.push(keys.hash(&Hash::Agents).into_bytes());
-        self.args.push(b"D".to_vec());
-        self.keys.push(keys.meta().into_bytes());
-        self.args.push(b"D".to_vec());
+        self.keys.push(keys.hash(&Hash::Queues).as_bytes());
+        self.args.push(b"C");
+        self.args.push(keys.members_prefix().as_bytes());
+        self.keys.push(keys.hash(&Hash::Agents).as_bytes());
+        self.args.push(b"D");
+        self.keys.push(keys.meta().as_bytes());
+        self.args.push(b"D");
         for q in queues {
-            self.keys.push(keys.hash(&Hash::Members(q)).into_bytes());
-            self.args.push(b"D".to_vec());
+            self.keys.push(keys.hash(&Hash::Members(q)).as_bytes());
+            self.args.push(b"D");
         }
     }
 
-    /// HSET and HDEL for the changes, one op per hash and kind.
+    /// HSET and HDEL for the changes, one op per hash and kind, the hashes in
+    /// the order they first appear.
     pub fn changes(&mut self, keys: &Keys, changes: &[Change]) {
-        let mut hashes: Vec<&Hash> = Vec::new();
+        let mut order: Vec<&Hash> = Vec::new();
+        let mut of: BTreeMap<&Hash, Vec<(&str, Option<&str>)>> = BTreeMap::new();
         for c in changes {
-            if !hashes.contains(&&c.hash) {
-                hashes.push(&c.hash);
-            }
+            of.entry(&c.hash)
+                .or_insert_with(|| {
+                    order.push(&c.hash);
+                    Vec::new()
+                })
+                .push((c.field.as_str(), c.value.as_deref()));
         }
-        for h in hashes {
-            let of = changes.iter().filter(|c| &c.hash == h);
-            let sets: Vec<(&str, String)> = of
-                .clone()
-                .filter_map(|c| Some((c.field.as_str(), c.value.as_ref()?.to_string())))
-                .collect();
-            let dels: Vec<&str> = of
-                .filter(|c| c.value.is_none())
-                .map(|c| c.field.as_str())
-                .collect();
-            let key = keys.hash(h).into_bytes();
-            if !sets.is_empty() {
-                self.keys.push(key.clone());
-                self.args.push(b"H".to_vec());
-                self.args.push(sets.len().to_string().into_bytes());
-                for (f, v) in sets {
-                    self.args.push(f.as_bytes().to_vec());
-                    self.args.push(v.into_bytes());
+        for h in order {
+            let fields = &of[h];
+            let key = keys.hash(h);
+            let sets = fields.iter().filter(|(_, v)| v.is_some()).count();
+            if sets > 0 {
+                self.keys.push(key.as_bytes());
+                self.args.push(b"H");
+                self.args.push_count(sets);
+                for (f, v) in fields {
+                    if let Some(v) = v {
+                        self.args.push(f.as_bytes());
+                        self.args.push(v.as_bytes());
+                    }
                 }
             }
-            if !dels.is_empty() {
-                self.keys.push(key);
-                self.args.push(b"R".to_vec());
-                self.args.push(dels.len().to_string().into_bytes());
-                self.args.extend(dels.iter().map(|f| f.as_bytes().to_vec()));
+            let dels = fields.len() - sets;
+            if dels > 0 {
+                self.keys.push(key.as_bytes());
+                self.args.push(b"R");
+                self.args.push_count(dels);
+                for (f, v) in fields {
+                    if v.is_none() {
+                        self.args.push(f.as_bytes());
+                    }
+                }
             }
         }
     }
 
     /// HSET on `<prefix>:meta`, plus `stream_id` when this call added a stream entry.
     pub fn meta(&mut self, keys: &Keys, pairs: &[(&str, &str)]) {
-        self.keys.push(keys.meta().into_bytes());
-        self.args.push(b"M".to_vec());
-        self.args.push(pairs.len().to_string().into_bytes());
+        self.keys.push(keys.meta().as_bytes());
+        self.args.push(b"M");
+        self.args.push_count(pairs.len());
         for (f, v) in pairs {
-            self.args.push(f.as_bytes().to_vec());
-            self.args.push(v.as_bytes().to_vec());
+            self.args.push(f.as_bytes());
+            self.args.push(v.as_bytes());
         }
     }
 
@@ -178,29 +218,176 @@ impl Call {
         parts.push(b"EVALSHA");
         parts.push(sha.as_bytes());
         parts.push(n.as_bytes());
-        parts.extend(self.keys.iter().map(|k| k.as_slice()));
-        parts.extend(self.args.iter().map(|a| a.as_slice()));
+        parts.extend(self.keys.iter());
+        parts.extend(self.args.iter());
         resp::command(out, &parts);
     }
 }
 
 /// The stream entry's `state` field: `{"<key>": {"<field>": value or null}}`,
-/// which a consumer applies to its copy of the snapshot as it is.
+/// which a consumer applies to its copy of the snapshot as it is. Keys and
+/// fields in order (as a JSON object of serde_json's sorts them); a field
+/// changed twice shows its last value.
 pub fn delta(keys: &Keys, changes: &[Change]) -> String {
-    let mut out: Map<String, Value> = Map::new();
+    let mut by_key: BTreeMap<String, BTreeMap<&str, &str>> = BTreeMap::new();
     for c in changes {
-        let h = out
+        by_key
             .entry(keys.hash(&c.hash))
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Some(h) = h.as_object_mut() {
-            h.insert(c.field.clone(), c.value.clone().unwrap_or(Value::Null));
-        }
+            .or_default()
+            .insert(c.field.as_str(), c.value.as_deref().unwrap_or("null"));
     }
-    Value::Object(out).to_string()
+    let size: usize = changes
+        .iter()
+        .filter_map(|c| c.value.as_ref())
+        .map(String::len)
+        .sum();
+    let mut out: Vec<u8> = Vec::with_capacity(size + 64 * changes.len() + 2);
+    out.push(b'{');
+    for (i, (key, fields)) in by_key.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_str(&mut out, key);
+        out.extend_from_slice(b":{");
+        for (j, (field, value)) in fields.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            json_str(&mut out, field);
+            out.push(b':');
+            out.extend_from_slice(value.as_bytes());
+        }
+        out.push(b'}');
+    }
+    out.push(b'}');
+    // Only JSON text and whole UTF-8 strings went in.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes it.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Serializing a str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use serde_json::{json, Map, Value};
+
+    /// The `state` field as one serde_json object, as it was first written.
+    fn delta_as_one_object(keys: &Keys, changes: &[Change]) -> String {
+        let mut out: Map<String, Value> = Map::new();
+        for c in changes {
+            let h = out
+                .entry(keys.hash(&c.hash))
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Some(h) = h.as_object_mut() {
+                let v = c
+                    .value
+                    .as_deref()
+                    .map_or(Value::Null, |v| serde_json::from_str(v).unwrap());
+                h.insert(c.field.clone(), v);
+            }
+        }
+        Value::Object(out).to_string()
+    }
+
+    fn change(hash: Hash, field: &str, value: Option<Value>) -> Change {
+        Change {
+            hash,
+            field: field.into(),
+            value: value.map(|v| v.to_string()),
+        }
+    }
+
+    #[test]
+    fn the_state_delta_is_byte_for_byte_the_serde_json_object() {
+        let keys = Keys {
+            prefix: "cc\"state".into(),
+        };
+        let changes = vec![
+            change(Hash::Members("q\u{e9}\n".into()), "m2", None),
+            change(
+                Hash::Agents,
+                "b@x",
+                Some(json!({"name": "b", "n": 1, "s": "tab\there \"quoted\" \u{1}"})),
+            ),
+            change(Hash::Queues, "q", Some(json!({"agents": [], "waiting": 0}))),
+            change(Hash::Agents, "a@x", Some(json!("plain"))),
+            change(
+                Hash::Members("q\u{e9}\n".into()),
+                "m1",
+                Some(json!({"state": "Waiting"})),
+            ),
+            // The same field again: the last value wins.
+            change(Hash::Agents, "b@x", Some(json!({"name": "b", "n": 2}))),
+            change(Hash::Members("a".into()), "m0", None),
+        ];
+        assert_eq!(delta(&keys, &changes), delta_as_one_object(&keys, &changes));
+        assert_eq!(delta(&keys, &[]), delta_as_one_object(&keys, &[]));
+    }
+
+    #[test]
+    fn a_call_groups_the_changes_by_hash_in_first_seen_order() {
+        let keys = Keys { prefix: "p".into() };
+        let changes = vec![
+            change(Hash::Members("q".into()), "m1", Some(json!({"a": 1}))),
+            change(Hash::Queues, "q", Some(json!(2))),
+            change(Hash::Members("q".into()), "m2", None),
+            change(Hash::Members("q".into()), "m3", Some(json!("x"))),
+        ];
+        let mut call = Call::default();
+        call.xadd("s", &[b"*", b"f", b"v"]);
+        call.changes(&keys, &changes);
+        call.meta(&keys, &[("sequence", "7")]);
+        let mut out = Vec::new();
+        call.encode("sha", &mut out);
+        let mut want = Vec::new();
+        resp::command(
+            &mut want,
+            &[
+                b"EVALSHA",
+                b"sha",
+                b"5",
+                b"s",
+                b"p:members:q",
+                b"p:members:q",
+                b"p:queues",
+                b"p:meta",
+                b"X",
+                b"3",
+                b"*",
+                b"f",
+                b"v",
+                b"H",
+                b"2",
+                b"m1",
+                b"{\"a\":1}",
+                b"m3",
+                b"\"x\"",
+                b"R",
+                b"1",
+                b"m2",
+                b"H",
+                b"1",
+                b"q",
+                b"2",
+                b"M",
+                b"1",
+                b"sequence",
+                b"7",
+            ],
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&want)
+        );
+    }
+}
+
+#[cfg(test)]
+mod bytes_tests {
     use super::*;
     use serde_json::json;
 
@@ -220,7 +407,7 @@ mod tests {
                 Change {
                     hash: Hash::Agents,
                     field: "a".into(),
-                    value: Some(json!({"status": "Available"})),
+                    value: Some(json!({"status": "Available"}).to_string()),
                 },
                 Change {
                     hash: Hash::Members("q".into()),

@@ -586,6 +586,23 @@ impl OwnedEvent {
         let refs: Vec<(&[u8], &[u8])> = pairs.iter().map(|(n, v)| (&n[..], &v[..])).collect();
         Self::build(self.raw.event_id, self.subclass.as_deref(), &refs)
     }
+
+    /// Replaces an existing header's value in place (its position is kept),
+    /// without rebuilding the event: for firing one event many times with a
+    /// few values moving on (timestamps, sequence numbers).
+    pub fn set_header(&mut self, name: &str, value: &[u8]) {
+        let i = self
+            .pairs
+            .iter()
+            .position(|(n, _)| n == name.as_bytes())
+            .unwrap_or_else(|| panic!("no header {name} to set"));
+        let v = CString::new(value).expect("header value without NUL");
+        self.headers[i].value = v.as_ptr().cast_mut();
+        // build() pushed the subclass first, then each header's name and value.
+        let at = usize::from(self.subclass.is_some()) + 2 * i + 1;
+        self.strings[at] = v;
+        self.pairs[i].1 = value.to_vec();
+    }
 }
 
 impl Clone for OwnedEvent {
