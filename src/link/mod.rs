@@ -3,6 +3,7 @@
 //! topology: [`for_settings`] picks the implementation (a standalone server;
 //! Sentinel and Cluster are other implementations of [`Link`]).
 
+pub mod net;
 pub mod resp;
 pub mod standalone;
 

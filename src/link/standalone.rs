@@ -10,14 +10,12 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, TcpKeepalive, Type};
 
+use super::net::{wait_for, Cut, Io};
 use super::{resp, Exchange, Failure, Link};
 use crate::config::RedisSettings;
 use crate::fs::resolve::{Failed, Resolver};
 use crate::fs::wait::{self, Want};
 use crate::stop::Stop;
-
-/// The longest single wait, so that a shutdown request is seen within it.
-const SLICE: Duration = Duration::from_millis(50);
 
 pub struct Standalone {
     settings: RedisSettings,
@@ -31,13 +29,6 @@ struct Conn {
     stream: TcpStream,
     /// Holds bytes read past the current reply; one per connection.
     parser: redis::Parser,
-}
-
-/// Why a wait ended without the socket being ready.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Cut {
-    TimedOut,
-    ShuttingDown,
 }
 
 impl Standalone {
@@ -264,11 +255,6 @@ impl Link for Standalone {
     }
 }
 
-enum Io {
-    Cut(Cut),
-    Failed(io::Error),
-}
-
 fn not_connected() -> Failure {
     Failure::Broken("not connected to Redis".into())
 }
@@ -305,21 +291,6 @@ fn open(addr: SocketAddr, until: Instant, stop: &Stop) -> Result<TcpStream, Io> 
         Err(e) => return Err(Io::Failed(e)),
     }
     Ok(socket.into())
-}
-
-fn wait_for(fd: i32, want: Want, until: Instant, stop: &Stop) -> Result<(), Io> {
-    loop {
-        if stop.passed() {
-            return Err(Io::Cut(Cut::ShuttingDown));
-        }
-        let now = Instant::now();
-        if now >= until {
-            return Err(Io::Cut(Cut::TimedOut));
-        }
-        if wait::ready(fd, want, (until - now).min(SLICE)).map_err(Io::Failed)? {
-            return Ok(());
-        }
-    }
 }
 
 fn write_all(conn: &mut Conn, mut buf: &[u8], until: Instant, stop: &Stop) -> Result<(), Io> {
