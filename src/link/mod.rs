@@ -6,6 +6,7 @@
 pub mod net;
 pub mod resp;
 pub mod standalone;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,6 +22,16 @@ pub fn for_settings(settings: &RedisSettings, stop: Arc<Stop>) -> Box<dyn Link> 
         Topology::Sentinel(_) | Topology::Cluster(_) => {
             Box::new(standalone::Standalone::new(settings.clone(), stop))
         }
+    }
+}
+
+/// Reads the files the settings name (TLS's CA, certificate and key) once,
+/// so that a missing or invalid one fails the load or the reload at once,
+/// naming its param and path, instead of failing every connect.
+pub fn check_files(settings: &RedisSettings) -> Result<(), tls::FileError> {
+    match &settings.tls {
+        Some(t) => tls::TlsClient::new(t).map(|_| ()),
+        None => Ok(()),
     }
 }
 

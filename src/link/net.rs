@@ -25,6 +25,8 @@ pub enum Cut {
 pub enum Io {
     Cut(Cut),
     Failed(io::Error),
+    /// A TLS failure, already explained for the operator (see `tls.rs`).
+    Tls(String),
 }
 
 /// Waits until `fd` is ready for `want`, by `until` or the shutdown deadline.
