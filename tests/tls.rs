@@ -256,6 +256,48 @@ fn a_wrong_hostname_is_a_clear_error_retried_with_backoff_and_verify_hostname_fa
 }
 
 #[test]
+fn an_expired_server_certificate_is_a_clear_error_retried_with_backoff() {
+    let _g = core::exclusive();
+    core::take_logs();
+    let certs = Certs::make();
+    let tls_port = free_port();
+    let (expired, key, ca) = (
+        certs.path("expired.crt"),
+        certs.path("redis.key"),
+        certs.path("ca.crt"),
+    );
+    let port = tls_port.to_string();
+    let _redis = RedisServer::start_with(
+        free_port(),
+        &[
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            &expired,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
+    let proxy = Proxy::to(tls_port);
+    let mut params = retry_params();
+    params.extend([("tls", "true"), ("tls-ca-file", ca.as_str())]);
+    config(proxy.port, &params);
+    let module = LoadedModule::load().expect("load");
+    fails_and_retries_with_backoff(
+        &proxy,
+        &format!(
+            "the certificate of Redis at 127.0.0.1:{} db 0 tls has expired: renew Redis's tls-cert-file (",
+            proxy.port
+        ),
+    );
+    module.unload();
+}
+
+#[test]
 fn plaintext_to_the_tls_port_is_a_clear_error_retried_with_backoff() {
     let _g = core::exclusive();
     core::take_logs();
@@ -351,6 +393,7 @@ fn a_tls_file_that_cannot_be_used_fails_the_load_and_a_reload_naming_param_and_p
         .find(|l| l.level == SWITCH_LOG_ERROR)
         .unwrap()
         .text;
+    println!("{}", logged.trim_end());
     assert!(
         logged.starts_with(&format!(
             "cc_events.conf: param 'tls-key-file' has invalid value '{wrong_key}': it does not go with tls-cert-file '{cert}'"
@@ -516,4 +559,38 @@ fn an_idle_tls_connection_closed_by_redis_timeout_is_reopened_quietly() {
         core::logs()
     );
     module.unload();
+}
+
+#[test]
+fn the_module_brings_its_own_tls_needing_no_libssl_and_exporting_only_its_interface() {
+    let so = core::module_path();
+    let readelf = |args: &[&str]| {
+        let out = std::process::Command::new("readelf")
+            .args(args)
+            .arg(&so)
+            .output()
+            .expect("readelf not found: install binutils");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let needed: Vec<String> = readelf(&["-d", "--wide"])
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .map(str::to_owned)
+        .collect();
+    println!("{}", needed.join("\n"));
+    assert!(
+        needed
+            .iter()
+            .all(|l| !l.contains("libssl") && !l.contains("libcrypto")),
+        "FreeSWITCH's own OpenSSL must stay its own: {needed:?}"
+    );
+    // Defined dynamic symbols: anything but the module table could bind to
+    // (or be bound by) FreeSWITCH's libssl in the same process.
+    let defined: Vec<String> = readelf(&["--dyn-syms", "--wide"])
+        .lines()
+        .filter(|l| l.contains(" GLOBAL ") && !l.contains(" UND "))
+        .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
+        .collect();
+    assert_eq!(defined, ["mod_cc_events_module_interface"]);
 }

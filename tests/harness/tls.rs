@@ -8,8 +8,9 @@ use std::process::Command;
 
 use super::redis::{free_port, temp_dir, RedisServer};
 
-/// A CA, a server certificate for `localhost` and 127.0.0.1 signed by it, a
-/// client certificate signed by it, and a second, unrelated CA.
+/// A CA, a server certificate for `localhost` and 127.0.0.1 signed by it (and
+/// an expired copy), a client certificate signed by it, and a second,
+/// unrelated CA.
 pub struct Certs {
     pub dir: PathBuf,
 }
@@ -47,6 +48,8 @@ impl Certs {
             "req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout redis.key -out redis.csr",
         );
         openssl(d, "x509 -req -days 2 -in redis.csr -CA ca.crt -CAkey ca.key -CAcreateserial -extfile redis.ext -out redis.crt");
+        // The same, already expired (-days -1 puts notAfter before notBefore).
+        openssl(d, "x509 -req -days -1 -in redis.csr -CA ca.crt -CAkey ca.key -CAcreateserial -extfile redis.ext -out expired.crt");
         // The module's client certificate, for tls-auth-clients yes.
         std::fs::write(d.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
         openssl(d, "req -newkey rsa:2048 -nodes -subj /CN=mod_cc_events -keyout client.key -out client.csr");
