@@ -594,3 +594,65 @@ fn the_module_brings_its_own_tls_needing_no_libssl_and_exporting_only_its_interf
         .collect();
     assert_eq!(defined, ["mod_cc_events_module_interface"]);
 }
+
+/// True while some socket of this machine has an established TCP connection
+/// to 127.0.0.1:`port` (/proc/net/tcp: `rem_address` and state 01).
+fn connected_to(port: u16) -> bool {
+    let want = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[2] == want && f[3] == "01"
+        })
+}
+
+#[test]
+fn unload_returns_at_once_from_a_tls_handshake_or_exchange_with_a_frozen_redis() {
+    let _g = core::exclusive();
+    core::take_logs();
+    let certs = Certs::make();
+    let (redis, tls_port) = redis_with_tls(&certs, "no");
+    let ca = certs.path("ca.crt");
+    let params = [
+        ("tls", "true"),
+        ("tls-ca-file", ca.as_str()),
+        ("connect-timeout-ms", "30000"),
+        ("io-timeout-ms", "30000"),
+        ("shutdown-flush-ms", "0"),
+    ];
+
+    // Frozen before the module connects: the kernel accepts the TCP
+    // connection, and the handshake waits for a ServerHello that never comes.
+    redis.pause();
+    config(tls_port, &params);
+    let module = LoadedModule::load().expect("load");
+    assert!(wait_until(WAIT, || connected_to(tls_port)));
+    let started = std::time::Instant::now();
+    module.unload();
+    let in_handshake = started.elapsed();
+    redis.resume();
+
+    // Frozen with a batch written over TLS, waiting for its replies.
+    let module = LoadedModule::load().expect("load");
+    wait_connected("127.0.0.1", tls_port);
+    redis.pause();
+    for i in 0..50 {
+        core::fire(&mut status_event(&format!("frozen-{i}")));
+    }
+    assert!(wait_until(WAIT, || harness::common::status_line("queued") == 50));
+    let started = std::time::Instant::now();
+    module.unload();
+    let in_exchange = started.elapsed();
+    redis.resume();
+    println!(
+        "frozen Redis over TLS, 30 s timeouts, shutdown-flush-ms 0: unload took {in_handshake:?} in the handshake, {in_exchange:?} in an exchange"
+    );
+    assert!(
+        in_handshake < Duration::from_millis(500),
+        "{in_handshake:?}"
+    );
+    assert!(in_exchange < Duration::from_millis(500), "{in_exchange:?}");
+}
