@@ -15,6 +15,8 @@
 //! queues: the callback's cost, throughput of a call centre's traffic against
 //! the same XADD reference (and Redis alone running the module's own state
 //! calls, the ceiling), and the time to seed 1,000 agents and 10,000 members.
+//! Then TLS: the same seed throughput with the module connected over TLS,
+//! as a ratio to plaintext measured in the same run against the same server.
 //! The last line is `summary: key=value ...` for scripts.
 
 #[path = "../tests/harness/mod.rs"]
@@ -1457,6 +1459,84 @@ fn state_section(
     }
 }
 
+/// Throughput over TLS as a ratio to plaintext, both measured here, against
+/// one redis-server that listens on a plain port and a `tls-port` (its
+/// certificates made by the same openssl commands as tests/tls.rs). Rounds
+/// alternate plaintext and TLS so that drift on the machine hits both alike.
+/// Returns (TLS events/s, plaintext events/s, ratio), medians over the rounds.
+fn tls_throughput(epoch: Instant, published: &OwnedEvent, sizes: &Sizes) -> (f64, f64, f64) {
+    let certs = harness::tls::Certs::make();
+    let tls_port = free_port();
+    let port = tls_port.to_string();
+    let (cert, key, ca) = (
+        certs.path("redis.crt"),
+        certs.path("redis.key"),
+        certs.path("ca.crt"),
+    );
+    let redis = RedisServer::start_with(
+        free_port(),
+        &[
+            "--client-output-buffer-limit",
+            "pubsub 0 0 0",
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
+    let sub = FastSubscriber::new(&redis, epoch);
+    let n = sizes.throughput_events;
+    println!("---- tls: the seed throughput over TLS (rustls) against plaintext, same run, same redis-server");
+    println!("  redis-server --port P --tls-port T --tls-cert-file redis.crt --tls-key-file redis.key --tls-ca-cert-file ca.crt --tls-auth-clients no");
+    // Fire to receipt by the subscriber, as the main throughput figure.
+    let measure = |module_port: u16, params: &[(&str, &str)]| -> f64 {
+        let module = load_connected(module_port, params);
+        let mut events: Vec<OwnedEvent> = (0..256).map(|_| published.clone()).collect();
+        let before = sub.count();
+        let dropped_before = status_value("dropped");
+        let start = Instant::now();
+        for i in 0..n {
+            core::fire(&mut events[i % 256]);
+        }
+        let want = before + n as u64;
+        assert!(
+            wait_until(Duration::from_secs(120), || sub.count() >= want),
+            "not all received"
+        );
+        let elapsed = start.elapsed();
+        assert_eq!(status_value("dropped"), dropped_before, "nothing dropped");
+        module.unload();
+        n as f64 / elapsed.as_secs_f64()
+    };
+    let (mut tls, mut plain, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=sizes.rounds {
+        let p = measure(redis.port, &[]);
+        let t = measure(tls_port, &[("tls", "true"), ("tls-ca-file", &ca)]);
+        println!(
+            "  round {round}: plaintext {p:>10.0} events/s; tls {t:>10.0} events/s; ratio {:.2}",
+            t / p
+        );
+        plain.push(p);
+        tls.push(t);
+        ratios.push(t / p);
+    }
+    let (tls, plain, ratio) = (
+        median_f(&mut tls),
+        median_f(&mut plain),
+        median_f(&mut ratios),
+    );
+    println!(
+        "  median: tls {tls:.0} events/s, plaintext {plain:.0} events/s, ratio {ratio:.2} (target >= 0.7)"
+    );
+    (tls, plain, ratio)
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let sizes = if quick {
@@ -1695,6 +1775,8 @@ fn main() {
     // -------- the live state mirror on top of the envelope and the stream
     let state = state_section(&redis, &sub, &mut watch, &xadd, &sizes);
     drop(sub);
+
+    let (throughput_tls, _, ratio_tls) = tls_throughput(epoch, &published, &sizes);
     core::clear_sessions();
 
     println!(
@@ -1729,6 +1811,10 @@ fn main() {
         yes(state.ratio >= 0.3),
     );
     println!(
+        "targets, tls: throughput over TLS >= 0.7 x plaintext: {}",
+        yes(ratio_tls >= 0.7)
+    );
+    println!(
         "for information, 4 threads against the same bounds: events=all p50 {} ns {}, p99 {} ns {}; envelope+stream p50 {} ns {}, p99 {} ns {}; state+stream p50 {} ns {}, p99 {} ns {}",
         cb_all_4t.p50.0,
         within(cb_all_4t.p50.0 <= 2000),
@@ -1745,7 +1831,7 @@ fn main() {
     );
     println!("machine at the end: {}", load_average());
     println!(
-        "summary: throughput_eps={throughput:.0} ratio_p64={ratio_p64:.2} ratio_p1={ratio_p1:.2} cb_ignored_p50_ns={cb_ignored_p50} cb_ignored_p99_ns={cb_ignored_p99} cb_published_p50_ns={cb_published_p50} lat_p99_us_10k={lat_p99_10k} cb_published_p99_ns={cb_published_p99} cb_all_p50_ns={} cb_all_p99_ns={} cb_all_4t_p50_ns={} cb_all_4t_p99_ns={} cb_env_stream_p50_ns={} cb_env_stream_p99_ns={} cb_env_stream_4t_p50_ns={} cb_env_stream_4t_p99_ns={} throughput_env_stream_eps={throughput_env:.0} ref_xadd_p64={ref_xadd:.0} ratio_env_stream_xadd_p64={ratio_env:.2} cb_state_p50_ns={} cb_state_p99_ns={} cb_state_4t_p50_ns={} cb_state_4t_p99_ns={} throughput_state_eps={:.0} ref_xadd_p64_state={:.0} ratio_state_xadd_p64={:.2} state_evalsha_redis_cps={:.0} ratio_state_evalsha_redis_xadd_p64={:.2} evalsha_us={:.2} xadd_us={:.2} seed_1k_agents_10k_members_ms={:.1} seed_read_ms={:.1} seed_write_ms={:.1}",
+        "summary: throughput_eps={throughput:.0} ratio_p64={ratio_p64:.2} ratio_p1={ratio_p1:.2} cb_ignored_p50_ns={cb_ignored_p50} cb_ignored_p99_ns={cb_ignored_p99} cb_published_p50_ns={cb_published_p50} lat_p99_us_10k={lat_p99_10k} cb_published_p99_ns={cb_published_p99} cb_all_p50_ns={} cb_all_p99_ns={} cb_all_4t_p50_ns={} cb_all_4t_p99_ns={} cb_env_stream_p50_ns={} cb_env_stream_p99_ns={} cb_env_stream_4t_p50_ns={} cb_env_stream_4t_p99_ns={} throughput_env_stream_eps={throughput_env:.0} ref_xadd_p64={ref_xadd:.0} ratio_env_stream_xadd_p64={ratio_env:.2} cb_state_p50_ns={} cb_state_p99_ns={} cb_state_4t_p50_ns={} cb_state_4t_p99_ns={} throughput_state_eps={:.0} ref_xadd_p64_state={:.0} ratio_state_xadd_p64={:.2} state_evalsha_redis_cps={:.0} ratio_state_evalsha_redis_xadd_p64={:.2} evalsha_us={:.2} xadd_us={:.2} seed_1k_agents_10k_members_ms={:.1} seed_read_ms={:.1} seed_write_ms={:.1} throughput_tls_eps={throughput_tls:.0} ratio_tls_plain={ratio_tls:.2}",
         cb_all.p50.0,
         cb_all.p99.0,
         cb_all_4t.p50.0,

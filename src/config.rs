@@ -199,6 +199,18 @@ impl fmt::Display for Settings {
             self.shutdown_flush.as_millis(),
             self.idle_ping.as_millis(),
         )?;
+        if let Some(t) = &self.redis.tls {
+            write!(f, " tls-ca-file {}", t.ca_file)?;
+            if let Some(c) = &t.cert_file {
+                write!(f, " tls-cert-file {c}")?;
+            }
+            if let Some(n) = &t.server_name {
+                write!(f, " tls-server-name {n}")?;
+            }
+            if !t.verify_hostname {
+                f.write_str(" tls-verify-hostname false")?;
+            }
+        }
         if let Some(st) = &self.state {
             write!(
                 f,
@@ -685,9 +697,8 @@ impl Settings {
             s.state = Some(state);
         }
         // Parsed and validated already; each arrives with its link.
-        let not_yet = match (&s.redis.topology, &s.redis.tls) {
-            (Topology::Cluster(_), _) => Some(("cluster", "Redis Cluster")),
-            (_, Some(_)) => Some(("tls", "TLS")),
+        let not_yet = match &s.redis.topology {
+            Topology::Cluster(_) => Some(("cluster", "Redis Cluster")),
             _ => None,
         };
         if let Some((param, what)) = not_yet {
@@ -735,8 +746,6 @@ mod tests {
         assert_eq!(e.param, "db");
         let e = Settings::from_params([("tls", "true"), ("tls-cert-file", "/c.pem")]).unwrap_err();
         assert_eq!(e.param, "tls-key-file");
-        let e = Settings::from_params([("tls", "true")]).unwrap_err();
-        assert!(e.to_string().contains("TLS is not supported"), "{e}");
         let s = Settings::from_params([
             ("sentinels", "10.0.0.1:26379, sentinel-b:26380"),
             ("sentinel-master", "mymaster"),
@@ -782,9 +791,44 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(e.param, "sentinel-username");
+        let e = Settings::from_params([("tls", "true"), ("tls-ca-file", "")]).unwrap_err();
+        assert_eq!(e.param, "tls-ca-file");
         let p = Settings::from_params([("sharded-pubsub", "true")]).unwrap();
         assert!(p.settings.routes.sharded);
         assert!(p.warnings[0].contains("sharded-pubsub=true without cluster=true"));
+    }
+
+    #[test]
+    fn tls_params_become_tls_settings_and_show_in_the_load_line() {
+        let plain = Settings::from_params([("tls-server-name", "ignored")]).unwrap();
+        assert!(plain.settings.redis.tls.is_none(), "tls-* without tls=true");
+        let s = Settings::from_params([
+            ("tls", "true"),
+            ("tls-ca-file", "/etc/redis/ca.crt"),
+            ("tls-cert-file", "/etc/redis/client.crt"),
+            ("tls-key-file", "/etc/redis/client.key"),
+            ("tls-verify-hostname", "false"),
+            ("tls-server-name", "redis.example"),
+        ])
+        .unwrap()
+        .settings;
+        let t = s.redis.tls.as_ref().unwrap();
+        assert_eq!(t.ca_file, "/etc/redis/ca.crt");
+        assert_eq!(t.cert_file.as_deref(), Some("/etc/redis/client.crt"));
+        assert_eq!(t.key_file.as_deref(), Some("/etc/redis/client.key"));
+        assert!(!t.verify_hostname);
+        assert_eq!(t.server_name.as_deref(), Some("redis.example"));
+        assert_eq!(s.redis.describe(), "127.0.0.1:6379 db 0 tls");
+        let line = s.to_string();
+        assert!(line.contains(" tls-ca-file /etc/redis/ca.crt tls-cert-file /etc/redis/client.crt tls-server-name redis.example tls-verify-hostname false"), "{line}");
+        assert!(
+            !line.contains("client.key"),
+            "the key's path is not needed in the line: {line}"
+        );
+        let d = Settings::from_params([("tls", "true")]).unwrap().settings;
+        let t = d.redis.tls.unwrap();
+        assert_eq!(t.ca_file, "/etc/ssl/certs/ca-certificates.crt");
+        assert!(t.verify_hostname && t.server_name.is_none() && t.cert_file.is_none());
     }
 
     #[test]

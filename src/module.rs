@@ -61,6 +61,8 @@ pub fn start(on_event: unsafe extern "C" fn(*mut crate::ffi::switch_event_t)) ->
         log(Level::Warning, w);
     }
     let settings = parsed.settings;
+    crate::link::check_files(&settings.redis)
+        .map_err(|e| log(Level::Error, &format!("{e}; mod_cc_events not loaded")))?;
 
     let publisher = Publisher::start(settings.clone(), logger(), thread::spawn, Some(source()))
         .map_err(|e| {
@@ -211,6 +213,13 @@ fn reload(p: &Publisher) -> String {
             return format!("-ERR {e}\nthe running settings are unchanged\n");
         }
     };
+    if let Err(e) = crate::link::check_files(&parsed.settings.redis) {
+        log(
+            Level::Error,
+            &format!("{e}; cc_events reload: the running settings are unchanged"),
+        );
+        return format!("-ERR {e}\nthe running settings are unchanged\n");
+    }
     let mut out = String::new();
     for w in &parsed.warnings {
         log(Level::Warning, w);

@@ -580,7 +580,7 @@ fn sentinel_auth_uses_the_sentinel_credentials_for_sentinels_and_the_data_ones_f
             sentinel_said("requires authentication: NOAUTH Authentication required.; set sentinel-password (and sentinel-username for an ACL user) in cc_events.conf"),
         ),
         (
-            &[("password", "datapw"), ("sentinel-password", "wrong")],
+            &[("password", "datapw"), ("sentinel-password", "wrong-sentinel-pw")],
             sentinel_said("refused authentication: WRONGPASS invalid username-password pair or user is disabled.; check sentinel-username and sentinel-password in cc_events.conf"),
         ),
         // The sentinel's password is not the master's.

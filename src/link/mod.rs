@@ -3,9 +3,11 @@
 //! topology: [`for_settings`] picks the implementation (a standalone server, or
 //! the master that Sentinel names; Cluster is another implementation of [`Link`]).
 
+pub mod net;
 pub mod resp;
 pub mod sentinel;
 pub mod standalone;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,6 +22,16 @@ pub fn for_settings(settings: &RedisSettings, stop: Arc<Stop>) -> Box<dyn Link> 
         Topology::Sentinel(_) => Box::new(sentinel::Sentinel::new(settings.clone(), stop)),
         // Refused by the config parser until it exists.
         Topology::Cluster(_) => Box::new(standalone::Standalone::new(settings.clone(), stop)),
+    }
+}
+
+/// Reads the files the settings name (TLS's CA, certificate and key) once,
+/// so that a missing or invalid one fails the load or the reload at once,
+/// naming its param and path, instead of failing every connect.
+pub fn check_files(settings: &RedisSettings) -> Result<(), tls::FileError> {
+    match &settings.tls {
+        Some(t) => tls::TlsClient::new(t).map(|_| ()),
+        None => Ok(()),
     }
 }
 

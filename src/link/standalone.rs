@@ -1,6 +1,7 @@
-//! A single Redis server over plain TCP. Every connect, write and read waits
-//! in short slices bounded by a deadline and by the shutdown deadline, so a
-//! hung Redis can never hold the worker (or `unload`) longer than asked.
+//! A single Redis server over plain TCP or TLS (`tls.rs`). Every connect,
+//! handshake, write and read waits in short slices bounded by a deadline and
+//! by the shutdown deadline, so a hung Redis can never hold the worker (or
+//! `unload`) longer than asked.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -10,14 +11,13 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, TcpKeepalive, Type};
 
+use super::net::{wait_for, Cut, Io};
+use super::tls::{self, Session, TlsClient};
 use super::{resp, Exchange, Failure, Link};
 use crate::config::RedisSettings;
 use crate::fs::resolve::{Failed, Resolver};
 use crate::fs::wait::{self, Want};
 use crate::stop::Stop;
-
-/// The longest single wait, so that a shutdown request is seen within it.
-const SLICE: Duration = Duration::from_millis(50);
 
 pub struct Standalone {
     settings: RedisSettings,
@@ -25,6 +25,9 @@ pub struct Standalone {
     conn: Option<Conn>,
     /// Host names are looked up without blocking past the deadline.
     resolver: Resolver,
+    /// With `tls=true`: the files read once, at the first connect that
+    /// could read them (a failed read is retried with the next connect).
+    tls: Option<TlsClient>,
     hints: Hints,
 }
 
@@ -61,15 +64,10 @@ impl Default for Hints {
 
 struct Conn {
     stream: TcpStream,
+    /// TLS over `stream`; None for plain TCP.
+    tls: Option<Box<Session>>,
     /// Holds bytes read past the current reply; one per connection.
     parser: redis::Parser,
-}
-
-/// Why a wait ended without the socket being ready.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Cut {
-    TimedOut,
-    ShuttingDown,
 }
 
 impl Standalone {
@@ -83,6 +81,7 @@ impl Standalone {
             stop,
             conn: None,
             resolver: Resolver::default(),
+            tls: None,
             hints,
         }
     }
@@ -130,7 +129,61 @@ impl Standalone {
                 "shutdown-flush-ms ran out while waiting for {server}"
             )),
             Io::Failed(e) => broken(&server, e),
+            Io::Tls(why) => Failure::Broken(why),
         }
+    }
+
+    /// A failed first reply over plain TCP: a TLS port hangs up on plain
+    /// text (or answers with a TLS alert), so say so.
+    fn plain_failure(&self, e: Io, what: &str, limit: Duration) -> Failure {
+        match e {
+            Io::Failed(e)
+                if self.settings.tls.is_none()
+                    && (tls::is_closed(&e) || e.kind() == io::ErrorKind::InvalidData) =>
+            {
+                let why = match e.kind() {
+                    io::ErrorKind::UnexpectedEof => "the server closed the connection".to_string(),
+                    _ => e.to_string(),
+                };
+                Failure::Broken(format!(
+                    "Redis at {} ended the connection without a Redis reply ({why}): if port {} is Redis's tls-port, set tls=true (and tls-ca-file) in cc_events.conf",
+                    self.settings.describe(),
+                    self.settings.port
+                ))
+            }
+            e => self.failure(e, what, limit),
+        }
+    }
+
+    /// Starts TLS on the new connection and shakes hands by `until`.
+    fn start_tls(&mut self, until: Instant) -> Result<(), Failure> {
+        let Some(settings) = &self.settings.tls else {
+            return Ok(());
+        };
+        if self.tls.is_none() {
+            let client = TlsClient::new(settings).map_err(|e| Failure::Broken(e.to_string()))?;
+            self.tls = Some(client);
+        }
+        let client = self.tls.as_ref().ok_or_else(not_connected)?;
+        let target = self.settings.describe();
+        let mut session = client
+            .session(&self.settings.host, self.settings.port, &target)
+            .map_err(Failure::Broken)?;
+        let conn = self.conn.as_mut().ok_or_else(not_connected)?;
+        let limit = self.settings.connect_timeout;
+        session
+            .handshake(&conn.stream, until, &self.stop)
+            .map_err(|e| {
+                self.failure(
+                    e,
+                    "did not finish the TLS handshake within connect-timeout-ms",
+                    limit,
+                )
+            })?;
+        if let Some(conn) = self.conn.as_mut() {
+            conn.tls = Some(Box::new(session));
+        }
+        Ok(())
     }
 
     fn handshake(&mut self, until: Instant) -> Result<(), Failure> {
@@ -166,11 +219,12 @@ impl Standalone {
         let limit = s.connect_timeout;
         let what = "accepted the connection but did not answer within connect-timeout-ms";
         let conn = self.conn.as_mut().ok_or_else(not_connected)?;
-        write_all(conn, &cmds, until, &self.stop).map_err(|e| self.failure(e, what, limit))?;
+        write_all(conn, &cmds, until, &self.stop)
+            .map_err(|e| self.plain_failure(e, what, limit))?;
         for step in steps {
             let conn = self.conn.as_mut().ok_or_else(not_connected)?;
-            let reply =
-                read_reply(conn, until, &self.stop).map_err(|e| self.failure(e, what, limit))?;
+            let reply = read_reply(conn, until, &self.stop)
+                .map_err(|e| self.plain_failure(e, what, limit))?;
             let redis::Value::ServerError(e) = reply else {
                 continue;
             };
@@ -254,6 +308,7 @@ impl Link for Standalone {
                 Ok(stream) => {
                     self.conn = Some(Conn {
                         stream,
+                        tls: None,
                         parser: redis::Parser::new(),
                     });
                     last = None;
@@ -276,7 +331,7 @@ impl Link for Standalone {
         if let Some(f) = last {
             return Err(f);
         }
-        let shaken = self.handshake(until);
+        let shaken = self.start_tls(until).and_then(|()| self.handshake(until));
         if shaken.is_err() {
             self.close();
         }
@@ -288,7 +343,11 @@ impl Link for Standalone {
     }
 
     fn close(&mut self) {
-        self.conn = None;
+        if let Some(mut conn) = self.conn.take() {
+            if let Some(tls) = conn.tls.as_mut() {
+                tls.close(&conn.stream);
+            }
+        }
     }
 
     fn closed_by_peer(&self) -> bool {
@@ -348,11 +407,6 @@ impl Link for Standalone {
     }
 }
 
-enum Io {
-    Cut(Cut),
-    Failed(io::Error),
-}
-
 fn not_connected() -> Failure {
     Failure::Broken("not connected to Redis".into())
 }
@@ -391,22 +445,10 @@ fn open(addr: SocketAddr, until: Instant, stop: &Stop) -> Result<TcpStream, Io> 
     Ok(socket.into())
 }
 
-fn wait_for(fd: i32, want: Want, until: Instant, stop: &Stop) -> Result<(), Io> {
-    loop {
-        if stop.passed() {
-            return Err(Io::Cut(Cut::ShuttingDown));
-        }
-        let now = Instant::now();
-        if now >= until {
-            return Err(Io::Cut(Cut::TimedOut));
-        }
-        if wait::ready(fd, want, (until - now).min(SLICE)).map_err(Io::Failed)? {
-            return Ok(());
-        }
-    }
-}
-
 fn write_all(conn: &mut Conn, mut buf: &[u8], until: Instant, stop: &Stop) -> Result<(), Io> {
+    if let Some(tls) = conn.tls.as_mut() {
+        return tls.write_all(&conn.stream, buf, until, stop);
+    }
     while !buf.is_empty() {
         match (&conn.stream).write(buf) {
             Ok(0) => return Err(Io::Failed(io::ErrorKind::WriteZero.into())),
@@ -426,34 +468,66 @@ fn write_all(conn: &mut Conn, mut buf: &[u8], until: Instant, stop: &Stop) -> Re
 fn read_reply(conn: &mut Conn, until: Instant, stop: &Stop) -> Result<redis::Value, Io> {
     let mut reader = Timed {
         stream: &conn.stream,
+        tls: conn.tls.as_deref_mut(),
         until,
         stop,
         cut: None,
         error: None,
+        tls_error: None,
         eof: false,
     };
     match conn.parser.parse_value(&mut reader) {
         Ok(v) => Ok(v),
         Err(_) if reader.cut.is_some() => Err(Io::Cut(reader.cut.unwrap_or(Cut::TimedOut))),
+        Err(_) if reader.tls_error.is_some() => Err(Io::Tls(reader.tls_error.unwrap_or_default())),
         Err(_) if reader.eof => Err(Io::Failed(io::ErrorKind::UnexpectedEof.into())),
         Err(e) => Err(Io::Failed(reader.error.unwrap_or_else(|| {
-            io::Error::other(format!("unreadable reply: {e}"))
+            io::Error::new(io::ErrorKind::InvalidData, format!("unreadable reply: {e}"))
         }))),
     }
 }
 
 struct Timed<'a> {
     stream: &'a TcpStream,
+    tls: Option<&'a mut Session>,
     until: Instant,
     stop: &'a Stop,
     cut: Option<Cut>,
     /// The socket's own error, kept with its kind (reset, ...).
     error: Option<io::Error>,
+    /// A TLS failure, explained.
+    tls_error: Option<String>,
     eof: bool,
 }
 
 impl Read for Timed<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(tls) = self.tls.as_mut() {
+            return match tls.read(self.stream, buf, self.until, self.stop) {
+                Ok(0) => {
+                    self.eof = true;
+                    Ok(0)
+                }
+                Ok(n) => Ok(n),
+                Err(Io::Cut(c)) => {
+                    self.cut = Some(c);
+                    Err(io::ErrorKind::TimedOut.into())
+                }
+                // A FIN without close_notify: the server went away, as for TCP.
+                Err(Io::Failed(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    self.eof = true;
+                    Ok(0)
+                }
+                Err(Io::Failed(e)) => {
+                    self.error = Some(io::Error::new(e.kind(), e.to_string()));
+                    Err(e)
+                }
+                Err(Io::Tls(why)) => {
+                    self.tls_error = Some(why);
+                    Err(io::ErrorKind::InvalidData.into())
+                }
+            };
+        }
         loop {
             match self.stream.read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -464,6 +538,8 @@ impl Read for Timed<'_> {
                             return Err(io::ErrorKind::TimedOut.into());
                         }
                         Err(Io::Failed(e)) => return Err(e),
+                        // A wait on a plain socket has no TLS to fail.
+                        Err(Io::Tls(why)) => return Err(io::Error::other(why)),
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -7,8 +7,10 @@ pub mod common;
 pub mod core;
 pub mod esl;
 pub mod fixtures;
+pub mod proxy;
 pub mod redis;
 pub mod state;
+pub mod tls;
 
 /// The same bindings the module is built with (see build.rs).
 #[allow(

@@ -1,0 +1,100 @@
+//! Test certificates made with the `openssl` CLI (the same commands README
+//! gives operators), and a redis-server with a `tls-port` beside its plain
+//! port: the plain port is for the test's subscriber and admin connection,
+//! the TLS port for the module.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::redis::{free_port, temp_dir, RedisServer};
+
+/// A CA, a server certificate for `localhost` and 127.0.0.1 signed by it (and
+/// an expired copy), a client certificate signed by it, and a second,
+/// unrelated CA.
+pub struct Certs {
+    pub dir: PathBuf,
+}
+
+/// Runs one `openssl` command line (arguments split on spaces) in `dir`.
+fn openssl(dir: &Path, line: &str) {
+    let args: Vec<&str> = line.split(' ').collect();
+    let out = Command::new("openssl")
+        .args(&args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl not found: install Debian's openssl package (the TLS tests make their certificates with it)");
+    assert!(
+        out.status.success(),
+        "openssl {line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Certs {
+    /// The commands README's TLS section gives operators, with test names.
+    pub fn make() -> Certs {
+        let dir = temp_dir("tls");
+        let d = &dir;
+        // The CA.
+        openssl(d, "req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=cc_events-test-CA -keyout ca.key -out ca.crt");
+        // Redis's certificate: the names the module checks are its SANs.
+        std::fs::write(
+            d.join("redis.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(
+            d,
+            "req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout redis.key -out redis.csr",
+        );
+        openssl(d, "x509 -req -days 2 -in redis.csr -CA ca.crt -CAkey ca.key -CAcreateserial -extfile redis.ext -out redis.crt");
+        // The same, already expired (-days -1 puts notAfter before notBefore).
+        openssl(d, "x509 -req -days -1 -in redis.csr -CA ca.crt -CAkey ca.key -CAcreateserial -extfile redis.ext -out expired.crt");
+        // The module's client certificate, for tls-auth-clients yes.
+        std::fs::write(d.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+        openssl(d, "req -newkey rsa:2048 -nodes -subj /CN=mod_cc_events -keyout client.key -out client.csr");
+        openssl(d, "x509 -req -days 2 -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -extfile client.ext -out client.crt");
+        // A CA that signed nothing here: the wrong tls-ca-file.
+        openssl(d, "req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=some-other-CA -keyout other-ca.key -out other-ca.crt");
+        Certs { dir }
+    }
+
+    /// The path of one of the files, as a config value.
+    pub fn path(&self, file: &str) -> String {
+        self.dir.join(file).to_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Certs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A redis-server answering plain TCP on `redis.port` and TLS on the returned
+/// port, with `tls-auth-clients` set to `auth_clients` (`no`, `optional`, `yes`).
+pub fn redis_with_tls(certs: &Certs, auth_clients: &str) -> (RedisServer, u16) {
+    let tls_port = free_port();
+    let (cert, key, ca) = (
+        certs.path("redis.crt"),
+        certs.path("redis.key"),
+        certs.path("ca.crt"),
+    );
+    let port = tls_port.to_string();
+    let redis = RedisServer::start_with(
+        free_port(),
+        &[
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            auth_clients,
+        ],
+    );
+    (redis, tls_port)
+}
