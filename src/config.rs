@@ -283,8 +283,9 @@ fn list(value: &str) -> Vec<String> {
         .collect()
 }
 
-/// A channel or stream name, with placeholders; empty turns it off.
-fn template(param: &str, value: &str) -> Result<Option<Template>, ConfigError> {
+/// A channel or stream name, with placeholders (and, in a Redis Cluster, hash
+/// tags); empty turns it off.
+fn template(param: &str, value: &str, hash_tags: bool) -> Result<Option<Template>, ConfigError> {
     let v = value.trim();
     if v.is_empty() {
         return Ok(None);
@@ -296,7 +297,7 @@ fn template(param: &str, value: &str) -> Result<Option<Template>, ConfigError> {
             "a channel or key name must not contain spaces",
         ));
     }
-    Template::parse(v)
+    Template::parse_with(v, hash_tags)
         .map(Some)
         .map_err(|why| err(param, value, &why))
 }
@@ -355,6 +356,33 @@ fn is_hash_tagged(prefix: &str) -> bool {
         rest = &rest[open + close + 1..];
     }
     !rest.contains('}')
+}
+
+/// In a Redis Cluster each event's state call (one EVALSHA) writes the stream
+/// and every state key, and Redis runs it only when they all hash to one
+/// slot: the state prefix must carry a hash tag, and the stream the same one.
+fn same_slot(prefix: &str, stream: Option<&Template>) -> Result<(), ConfigError> {
+    let shape = prefix.replace("{host}", "<host>");
+    let Some(tag) = crate::routes::hash_tag(&shape) else {
+        return Err(err(
+            "state-prefix",
+            prefix,
+            "with cluster=true the state's keys must share one slot: put a hash tag in state-prefix, e.g. {cc}:state (and the same tag in stream, e.g. {cc}:stream)",
+        ));
+    };
+    let Some(stream) = stream else {
+        return Ok(());
+    };
+    if stream.hash_tag().as_deref() != Some(tag) {
+        return Err(err(
+            "stream",
+            stream.as_str(),
+            &format!(
+                "with cluster=true and state=true each event writes the stream and the state keys in one script call, which Redis Cluster runs only when they hash to one slot: give stream the same hash tag as state-prefix, e.g. {{{tag}}}:stream"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The action a per-event param names (`name-agent-offering`), checked.
@@ -439,6 +467,7 @@ impl Settings {
         let mut cluster_nodes = Vec::new();
         let mut tls_on = false;
         let mut tls = TlsSettings::default();
+        let mut names = Vec::new();
         for (name, value) in params {
             match name {
                 "sentinels" => sentinel.sentinels = host_ports(name, value)?,
@@ -500,23 +529,8 @@ impl Settings {
                 "username" => s.redis.username = Some(value.to_owned()).filter(|v| !v.is_empty()),
                 "password" => s.redis.password = Some(value.to_owned()).filter(|v| !v.is_empty()),
                 "db" => s.redis.db = int_in(name, value, 0i64, 1_000_000)?,
-                "channel" => s.routes.channel = template(name, value)?,
-                "extra-channel" => {
-                    s.routes.extra_channel = template(name, value)?
-                        .map(|t| {
-                            if t.is_fixed() {
-                                Ok(t.as_str().to_owned())
-                            } else {
-                                Err(err(
-                                    name,
-                                    value,
-                                    "the extra channel is fixed: no placeholders",
-                                ))
-                            }
-                        })
-                        .transpose()?
-                }
-                "stream" => s.routes.stream = template(name, value)?,
+                // Parsed once cluster is known: it decides what `{...}` may be.
+                "channel" | "extra-channel" | "stream" => names.push((name, value)),
                 "stream-maxlen" => {
                     s.routes.stream_maxlen = int_in(name, value, 1u64, 1_000_000_000)?
                 }
@@ -570,6 +584,28 @@ impl Settings {
                     "cc_events.conf: unknown param '{other}' ignored; known params are: {}",
                     PARAMS.join(", ")
                 )),
+            }
+        }
+        for (name, value) in names {
+            let parsed = template(name, value, cluster_on)?;
+            match name {
+                "channel" => s.routes.channel = parsed,
+                "stream" => s.routes.stream = parsed,
+                _ => {
+                    s.routes.extra_channel = parsed
+                        .map(|t| {
+                            if t.is_fixed() {
+                                Ok(t.as_str().to_owned())
+                            } else {
+                                Err(err(
+                                    name,
+                                    value,
+                                    "the extra channel is fixed: no placeholders",
+                                ))
+                            }
+                        })
+                        .transpose()?
+                }
             }
         }
         if s.routes.channel.is_none()
@@ -655,6 +691,9 @@ impl Settings {
                         "with state=true the stream is the state's change log and must be one key: only {host} may vary",
                     ));
                 }
+            }
+            if cluster_on {
+                same_slot(&state.prefix, s.routes.stream.as_ref())?;
             }
             s.events.state_vars = Some(state.variables.clone());
             s.state = Some(state);
@@ -749,6 +788,61 @@ mod tests {
         assert!(e.to_string().contains("spaces"));
         let e = Settings::from_params([("state-prefix", "cc}")]).unwrap_err();
         assert!(e.to_string().contains("{host}"), "{e}");
+    }
+
+    #[test]
+    fn with_cluster_braces_that_are_not_placeholders_are_hash_tags() {
+        // Without cluster=true an unknown {...} is a typo, wherever it is.
+        let e = parse(&[("stream", "{cc}:stream")]).unwrap_err();
+        assert_eq!(e.param, "stream");
+        assert!(e.to_string().contains("needs cluster=true"), "{e}");
+        // The param order does not matter: cluster may come last.
+        let e = parse(&[
+            ("channel", "{cc}:events"),
+            ("extra-channel", "{cc}:all"),
+            ("stream", "{cc}:stream:{queu}"),
+            ("cluster", "true"),
+        ])
+        .unwrap_err();
+        assert_ne!(e.param, "channel", "{e}");
+        assert_ne!(e.param, "extra-channel", "{e}");
+        assert_ne!(
+            e.param, "stream",
+            "a tag is not a typo with cluster=true: {e}"
+        );
+    }
+
+    #[test]
+    fn with_cluster_and_state_the_stream_and_the_state_share_a_hash_tag() {
+        let cluster = [("cluster", "true"), ("state", "true")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut p = cluster.to_vec();
+            p.extend_from_slice(extra);
+            parse(&p)
+        };
+        let e = with(&[("state-prefix", "cc_state")]).unwrap_err();
+        assert_eq!(e.param, "state-prefix");
+        assert!(e.to_string().contains("hash tag"), "{e}");
+        let e = with(&[("state-prefix", "{host}:state")]).unwrap_err();
+        assert_eq!(e.param, "state-prefix", "a placeholder is not a tag");
+        let e = with(&[("state-prefix", "{cc}:state"), ("stream", "cc_stream")]).unwrap_err();
+        assert_eq!(e.param, "stream");
+        assert!(e.to_string().contains("e.g. {cc}:stream"), "{e}");
+        let e = with(&[("state-prefix", "{cc}:state"), ("stream", "{cd}:stream")]).unwrap_err();
+        assert_eq!(e.param, "stream");
+        // Matching tags (with {host} anywhere) pass these checks.
+        for (prefix, stream) in [
+            ("{cc}:state", "{cc}:stream"),
+            ("{cc}:{host}", "{cc}:stream:{host}"),
+            ("{host}:{cc}", "{cc}"),
+        ] {
+            if let Err(e) = with(&[("state-prefix", prefix), ("stream", stream)]) {
+                assert!(
+                    !["stream", "state-prefix"].contains(&e.param.as_str()),
+                    "{prefix} {stream}: {e}"
+                );
+            }
+        }
     }
 
     fn parse(p: &[(&str, &str)]) -> Result<Parsed, ConfigError> {
