@@ -3,6 +3,7 @@
 //! topology: [`for_settings`] picks the implementation (a standalone server;
 //! Sentinel and Cluster are other implementations of [`Link`]).
 
+pub mod cluster;
 pub mod resp;
 pub mod standalone;
 
@@ -16,10 +17,9 @@ use crate::stop::Stop;
 pub fn for_settings(settings: &RedisSettings, stop: Arc<Stop>) -> Box<dyn Link> {
     match &settings.topology {
         Topology::Standalone => Box::new(standalone::Standalone::new(settings.clone(), stop)),
-        // Refused by the config parser until they exist.
-        Topology::Sentinel(_) | Topology::Cluster(_) => {
-            Box::new(standalone::Standalone::new(settings.clone(), stop))
-        }
+        Topology::Cluster(_) => Box::new(cluster::Cluster::new(settings.clone(), stop)),
+        // Refused by the config parser until it exists.
+        Topology::Sentinel(_) => Box::new(standalone::Standalone::new(settings.clone(), stop)),
     }
 }
 

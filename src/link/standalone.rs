@@ -27,15 +27,15 @@ pub struct Standalone {
     resolver: Resolver,
 }
 
-struct Conn {
-    stream: TcpStream,
+pub(super) struct Conn {
+    pub(super) stream: TcpStream,
     /// Holds bytes read past the current reply; one per connection.
-    parser: redis::Parser,
+    pub(super) parser: redis::Parser,
 }
 
 /// Why a wait ended without the socket being ready.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Cut {
+pub(super) enum Cut {
     TimedOut,
     ShuttingDown,
 }
@@ -264,7 +264,7 @@ impl Link for Standalone {
     }
 }
 
-enum Io {
+pub(super) enum Io {
     Cut(Cut),
     Failed(io::Error),
 }
@@ -282,7 +282,7 @@ fn broken(target: &str, e: io::Error) -> Failure {
 }
 
 /// A non-blocking TCP connection to `addr`, established by `until`.
-fn open(addr: SocketAddr, until: Instant, stop: &Stop) -> Result<TcpStream, Io> {
+pub(super) fn open(addr: SocketAddr, until: Instant, stop: &Stop) -> Result<TcpStream, Io> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .map_err(Io::Failed)?;
     socket.set_nonblocking(true).map_err(Io::Failed)?;
@@ -322,7 +322,12 @@ fn wait_for(fd: i32, want: Want, until: Instant, stop: &Stop) -> Result<(), Io> 
     }
 }
 
-fn write_all(conn: &mut Conn, mut buf: &[u8], until: Instant, stop: &Stop) -> Result<(), Io> {
+pub(super) fn write_all(
+    conn: &mut Conn,
+    mut buf: &[u8],
+    until: Instant,
+    stop: &Stop,
+) -> Result<(), Io> {
     while !buf.is_empty() {
         match (&conn.stream).write(buf) {
             Ok(0) => return Err(Io::Failed(io::ErrorKind::WriteZero.into())),
@@ -339,7 +344,7 @@ fn write_all(conn: &mut Conn, mut buf: &[u8], until: Instant, stop: &Stop) -> Re
 
 /// One reply, waiting in slices; a cut mid-reply leaves the connection unusable
 /// (the caller closes it).
-fn read_reply(conn: &mut Conn, until: Instant, stop: &Stop) -> Result<redis::Value, Io> {
+pub(super) fn read_reply(conn: &mut Conn, until: Instant, stop: &Stop) -> Result<redis::Value, Io> {
     let mut reader = Timed {
         stream: &conn.stream,
         until,
