@@ -9,6 +9,9 @@
 mod harness;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use redis::Commands;
@@ -37,6 +40,77 @@ fn load(cluster: &Cluster, first: Option<usize>, extra: &[(&str, &str)]) -> Load
 
 fn logged(what: &str) -> bool {
     core::logs().iter().any(|l| l.text.contains(what))
+}
+
+/// Fires `status_event("<prefix>-<i>")` at a steady rate on its own thread
+/// until stopped, and tells when each was fired.
+struct Firing {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<Instant>>>,
+}
+
+impl Firing {
+    fn start(prefix: &'static str, rate: u32) -> Firing {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut times = Vec::new();
+            while !stop2.load(SeqCst) {
+                // Pacing, not synchronisation.
+                let due = start + Duration::from_secs(1) * times.len() as u32 / rate;
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                core::fire(&mut status_event(&format!("{prefix}-{}", times.len())));
+                times.push(Instant::now());
+            }
+            times
+        });
+        Firing {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) -> Vec<Instant> {
+        self.stop.store(true, SeqCst);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Firing {
+    fn drop(&mut self) {
+        self.stop.store(true, SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The indices of the events in `key`'s stream on node `i`, in stream order.
+fn stream_events(cluster: &Cluster, i: usize, key: &str, prefix: &str) -> Vec<usize> {
+    let entries: redis::streams::StreamRangeReply = cluster.con(i).xrange_all(key).unwrap();
+    entries
+        .ids
+        .iter()
+        .map(|e| {
+            let payload: String = e.get("payload").unwrap();
+            agent_of(&payload)[prefix.len() + 1..].parse().unwrap()
+        })
+        .collect()
+}
+
+/// What node `i` counted for `field` in an INFO `section`: an error's count
+/// (errorstats) or a command's calls (commandstats).
+fn stat(cluster: &Cluster, i: usize, section: &str, field: &str) -> u64 {
+    cluster
+        .info(i, "INFO", section)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|kv| kv.strip_prefix("count=").or(kv.strip_prefix("calls=")))
+        })
+        .map_or(0, |n| n.trim().parse().unwrap())
 }
 
 /// Plain PUBLISH in a cluster is broadcast over the cluster bus: a subscriber
@@ -225,8 +299,6 @@ fn the_stream_and_the_state_mirror_land_under_one_hash_tag() {
 /// asynchronously): so every missing event was fired before the kill.
 #[test]
 fn when_the_streams_master_dies_publishing_resumes_on_its_replica() {
-    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-    use std::sync::Arc;
     const KEY: &str = "{cc}:failover";
     const RATE: u32 = 200;
     let _g = core::exclusive();
@@ -244,22 +316,7 @@ fn when_the_streams_master_dies_publishing_resumes_on_its_replica() {
         ],
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let firing = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let start = Instant::now();
-            let mut times = Vec::new();
-            while !stop.load(SeqCst) {
-                // Pacing, not synchronisation: one event every 5 ms.
-                let due = start + Duration::from_secs(1) * times.len() as u32 / RATE;
-                std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                core::fire(&mut status_event(&format!("f-{}", times.len())));
-                times.push(Instant::now());
-            }
-            times
-        })
-    };
+    let firing = Firing::start("f", RATE);
     let xlen = |c: &Cluster, i: usize| -> usize { c.con(i).xlen(KEY).unwrap_or(0) };
     assert!(
         wait_until(WAIT, || status_line("published") >= RATE as u64),
@@ -289,8 +346,7 @@ fn when_the_streams_master_dies_publishing_resumes_on_its_replica() {
     // A second of steady publishing on the new master, then stop.
     let at = status_line("published");
     assert!(wait_until(WAIT, || status_line("published") >= at + RATE as u64));
-    stop.store(true, SeqCst);
-    let times = firing.join().unwrap();
+    let times = firing.stop();
     let fired = times.len();
     assert!(
         wait_until(WAIT, || status_line("published") == fired as u64),
@@ -298,15 +354,7 @@ fn when_the_streams_master_dies_publishing_resumes_on_its_replica() {
         status_line("published")
     );
 
-    let entries: redis::streams::StreamRangeReply = cluster.con(heir).xrange_all(KEY).unwrap();
-    let got: Vec<usize> = entries
-        .ids
-        .iter()
-        .map(|e| {
-            let payload: String = e.get("payload").unwrap();
-            agent_of(&payload)["f-".len()..].parse().unwrap()
-        })
-        .collect();
+    let got = stream_events(&cluster, heir, KEY, "f");
     let (missing, dups) = losses(fired, &got);
     let during = times.iter().filter(|t| **t >= killed).count();
     eprintln!(
@@ -326,5 +374,193 @@ fn when_the_streams_master_dies_publishing_resumes_on_its_replica() {
     );
     // Loopback replication lags by well under a second's events.
     assert!(missing.len() < RATE as usize, "{missing:?}");
+    module.unload();
+}
+
+/// Resharding under load: the stream's slot moves to another master while
+/// events flow. During the move the old master answers ASK for the stream
+/// (already migrated), then MOVED once the slot is the new master's. The
+/// crate follows both: every event lands once, in order, on the new master,
+/// with no error logged.
+#[test]
+fn moving_the_streams_slot_to_another_master_follows_ask_and_moved() {
+    const KEY: &str = "{mv}:stream";
+    const RATE: u32 = 200;
+    let _g = core::exclusive();
+    core::take_logs();
+    let cluster = Cluster::start(&[]);
+    let slot = cluster.slot_of(KEY);
+    let from = cluster.master_for(KEY);
+    let to = (0..6).find(|&i| i != from && cluster.is_master(i)).unwrap();
+    let view = cluster.nodes_view();
+    let id = |i: usize| {
+        let port = cluster.port(i);
+        view.iter().find(|n| n.port == port).unwrap().id.clone()
+    };
+    let (from_id, to_id) = (id(from), id(to));
+    let module = load(&cluster, None, &[("channel", ""), ("stream", KEY)]);
+    let firing = Firing::start("m", RATE);
+    assert!(wait_until(WAIT, || status_line("published") >= 50));
+
+    let setslot = |i: usize, how: &str, node: &str| {
+        redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg(how)
+            .arg(node)
+            .query::<()>(&mut cluster.con(i))
+            .unwrap()
+    };
+    setslot(to, "IMPORTING", &from_id);
+    setslot(from, "MIGRATING", &to_id);
+    redis::cmd("MIGRATE")
+        .arg("127.0.0.1")
+        .arg(cluster.port(to))
+        .arg("")
+        .arg(0)
+        .arg(5000)
+        .arg("KEYS")
+        .arg(KEY)
+        .query::<()>(&mut cluster.con(from))
+        .unwrap();
+    // While the slot is half moved, the old master sends the module on with ASK.
+    let at = status_line("published");
+    assert!(wait_until(WAIT, || status_line("published") >= at + 50));
+    for i in [to, from] {
+        setslot(i, "NODE", &to_id);
+    }
+    for i in (0..6).filter(|&i| i != to && i != from && cluster.is_master(i)) {
+        setslot(i, "NODE", &to_id);
+    }
+    let at = status_line("published");
+    assert!(wait_until(WAIT, || status_line("published") >= at + 50));
+    let fired = firing.stop().len();
+    assert!(wait_until(WAIT, || status_line("published") == fired as u64));
+
+    let got = stream_events(&cluster, to, KEY, "m");
+    let (missing, dups) = losses(fired, &got);
+    let (asks, moved) = (
+        stat(&cluster, from, "errorstats", "errorstat_ASK"),
+        stat(&cluster, from, "errorstats", "errorstat_MOVED"),
+    );
+    eprintln!(
+        "slot {slot} moved under {RATE} events/s: fired {fired}, lost {}, duplicated {dups}; the old master answered ASK {asks} and MOVED {moved} times, the new one took ASKING {}",
+        missing.len(),
+        stat(&cluster, to, "commandstats", "cmdstat_asking"),
+    );
+    assert!(asks > 0 && moved > 0, "both redirects were met");
+    assert_eq!((missing, dups), (vec![], 0), "every event once");
+    assert_eq!(got, (0..fired).collect::<Vec<_>>(), "in order");
+    let errors: Vec<_> = core::logs().into_iter().filter(|l| l.level == 3).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    module.unload();
+}
+
+/// A master that hangs (SIGSTOP: its sockets stay open, nothing answers)
+/// cannot hold unload past shutdown-flush-ms, even with io-timeout-ms and
+/// connect-timeout-ms far longer: every node operation the crate makes is
+/// bounded by the worker's deadlines.
+#[test]
+fn unload_returns_within_shutdown_flush_ms_while_a_master_hangs() {
+    const FLUSH_MS: u64 = 500;
+    let _g = core::exclusive();
+    core::take_logs();
+    let cluster = Cluster::start(&[]);
+    let owner = cluster.master_for("callcenter_events");
+    let module = load(
+        &cluster,
+        None,
+        &[
+            ("io-timeout-ms", "30000"),
+            ("connect-timeout-ms", "30000"),
+            ("shutdown-flush-ms", &FLUSH_MS.to_string()),
+        ],
+    );
+    core::fire(&mut status_event("first"));
+    assert!(wait_until(WAIT, || status_line("published") == 1));
+    cluster.nodes[owner].as_ref().unwrap().pause();
+    for i in 0..50 {
+        core::fire(&mut status_event(&format!("a{i}")));
+    }
+    // The worker has written the batch and waits for replies that never come.
+    assert!(wait_until(WAIT, || status_line("queued") == 50));
+    let started = Instant::now();
+    module.unload();
+    let took = started.elapsed();
+    eprintln!(
+        "hung master, io-timeout-ms 30000, shutdown-flush-ms {FLUSH_MS}: unload took {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(FLUSH_MS + 500),
+        "unload took {took:?}"
+    );
+    assert!(
+        logged("1 events published, 50 lost (0 dropped because the queue was full, 50 not published when shutdown-flush-ms ran out"),
+        "{:#?}",
+        core::logs()
+    );
+}
+
+/// The README's consumer, `examples/cluster_ssubscribe.py` run by python3
+/// with redis-py (Debian's 4.3): it finds the channel's shard from a seed
+/// node, SSUBSCRIBEs there, and prints every event.
+#[test]
+#[cfg_attr(
+    not(python_redis),
+    ignore = "needs python3 with redis-py (Debian: apt-get install python3-redis), then cargo clean -p mod_cc_events"
+)]
+fn the_readme_ssubscribe_consumer_gets_every_event() {
+    const N: usize = 20;
+    let _g = core::exclusive();
+    let cluster = Cluster::start(&[]);
+    let owner = cluster.master_for("callcenter_events");
+    let module = load(&cluster, None, &[("sharded-pubsub", "true")]);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/cluster_ssubscribe.py"
+    );
+    // Seeded from a node that does not own the channel: the script must look it up.
+    let seed = (0..6).find(|&i| i != owner).unwrap();
+    let mut child = std::process::Command::new(env!("CC_EVENTS_PYTHON"))
+        .arg(script)
+        .arg(format!("127.0.0.1:{}", cluster.port(seed)))
+        .arg("callcenter_events")
+        .arg(N.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut admin = cluster.con(owner);
+    let subscribed = wait_until(WAIT, || {
+        let (_, n): (String, i64) = redis::cmd("PUBSUB")
+            .arg("SHARDNUMSUB")
+            .arg("callcenter_events")
+            .query(&mut admin)
+            .unwrap();
+        n >= 1
+    });
+    if !subscribed {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the script did not SSUBSCRIBE within {WAIT:?}");
+    }
+    for i in 0..N {
+        core::fire(&mut status_event(&format!("py-{i}")));
+    }
+    let mut status = None;
+    let done = wait_until(WAIT, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    if !done {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the script did not get {N} events within {WAIT:?}");
+    }
+    assert!(status.unwrap().success());
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let got: Vec<String> = out.lines().map(agent_of).collect();
+    let want: Vec<String> = (0..N).map(|i| format!("py-{i}")).collect();
+    assert_eq!(got, want);
     module.unload();
 }
