@@ -196,6 +196,9 @@ fn members(s: &BTreeMap<String, BTreeMap<String, Value>>) -> BTreeMap<String, St
         .collect()
 }
 
+/// The README's ACL rule for a cluster with the stream and the state mirror.
+const ACL: &str = "ACL SETUSER cc_events on >CHANGE-ME resetchannels &callcenter_events resetkeys ~{cc}:* -@all +publish +ping +xadd +evalsha +eval +script|load +hset +hdel +del +hkeys +cluster|slots +cluster|info +asking";
+
 /// With the state mirror on, each event's writes are one EVALSHA over the
 /// stream and the state keys, which Redis Cluster runs only when they share a
 /// slot: under one hash tag (`{cc}`) they all land on the master that owns
@@ -209,6 +212,18 @@ fn the_stream_and_the_state_mirror_land_under_one_hash_tag() {
     let cc = Callcenter::new(2, 2);
     cc.serve();
     let cluster = Cluster::start(&[]);
+    // The README's least-privilege user for the cluster, on every node (a
+    // cluster does not share ACLs).
+    for i in 0..6 {
+        let mut args: Vec<&str> = ACL.split_whitespace().skip(2).collect();
+        args[0] = "cc_events";
+        args[2] = ">s3cret";
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(&args)
+            .query::<()>(&mut cluster.con(i))
+            .unwrap();
+    }
     let module = load(
         &cluster,
         None,
@@ -217,6 +232,8 @@ fn the_stream_and_the_state_mirror_land_under_one_hash_tag() {
             ("state-prefix", P),
             ("stream", "{cc}:stream"),
             ("events", "all"),
+            ("username", "cc_events"),
+            ("password", "s3cret"),
         ],
     );
     let owner = cluster.master_for("{cc}");
@@ -287,6 +304,18 @@ fn the_stream_and_the_state_mirror_land_under_one_hash_tag() {
         assert_eq!(n, 1, "{P}:{k}");
     }
     assert_eq!(status_line("dropped"), 0);
+    // The user can do nothing else: not even read the mirror.
+    let client = redis::Client::open(format!(
+        "redis://cc_events:s3cret@127.0.0.1:{}/",
+        cluster.port(owner)
+    ))
+    .unwrap();
+    let e = client
+        .get_connection()
+        .unwrap()
+        .hgetall::<_, BTreeMap<String, String>>(format!("{P}:agents"))
+        .unwrap_err();
+    assert_eq!(e.code(), Some("NOPERM"), "{e}");
     module.unload();
 }
 
@@ -563,4 +592,62 @@ fn the_readme_ssubscribe_consumer_gets_every_event() {
     let want: Vec<String> = (0..N).map(|i| format!("py-{i}")).collect();
     assert_eq!(got, want);
     module.unload();
+}
+
+/// Throughput, for the README: 20,000 events fired at once, each a PUBLISH
+/// and an XADD, until all are confirmed; against one standalone server, then
+/// a cluster with everything under one hash tag (the whole batch is one run,
+/// one pipeline), then with a channel per agent (the PUBLISHes' slots differ,
+/// so runs are short and a batch takes a round trip per run).
+#[test]
+#[ignore = "a measurement: cargo test --release --test cluster -- --ignored --nocapture"]
+fn throughput_standalone_and_cluster() {
+    const N: usize = 20_000;
+    let measure = |what: &str, params: &[(&str, &str)]| {
+        let mut p = vec![("queue-size", "30000"), ("stream-maxlen", "100000")];
+        p.extend_from_slice(params);
+        harness::write_config(&p);
+        let module = LoadedModule::load().expect("load");
+        core::fire(&mut status_event("warm-up"));
+        assert!(wait_until(WAIT, || status_line("published") == 1));
+        let mut events: Vec<_> = (0..N).map(|i| status_event(&format!("t-{i}"))).collect();
+        let t = Instant::now();
+        for ev in &mut events {
+            core::fire(ev);
+        }
+        assert!(wait_until(Duration::from_secs(60), || status_line(
+            "published"
+        ) == N as u64 + 1));
+        let took = t.elapsed();
+        eprintln!(
+            "{what}: {N} events in {took:?}, {:.0} events/s",
+            N as f64 / took.as_secs_f64()
+        );
+        module.unload();
+    };
+    let _g = core::exclusive();
+    {
+        let redis = harness::redis::RedisServer::start();
+        let port = redis.port.to_string();
+        measure(
+            "standalone, channel + stream",
+            &[("port", &port), ("stream", "cc_stream")],
+        );
+    }
+    let cluster = Cluster::start(&[]);
+    let seeds = cluster.seeds(None);
+    let base = [("cluster", "true"), ("cluster-nodes", seeds.as_str())];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut p = base.to_vec();
+        p.extend_from_slice(extra);
+        p
+    };
+    measure(
+        "cluster, channel + stream under one hash tag",
+        &with(&[("channel", "{cc}:events"), ("stream", "{cc}:stream")]),
+    );
+    measure(
+        "cluster, a channel per agent + one stream",
+        &with(&[("channel", "cc:{agent}"), ("stream", "{cc}:stream")]),
+    );
 }
