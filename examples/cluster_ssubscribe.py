@@ -7,9 +7,9 @@ that is, SSUBSCRIBEs there, and asks again when that node goes away (its
 replica takes over) or the slot moves (Redis then ends the subscription with
 an sunsubscribe).
 
-redis-py 4.3 (Debian 12's python3-redis) has no ssubscribe(): the command goes
-on a plain connection, as here, which works with later versions too. From
-redis-py 5.0, RedisCluster(...).pubsub().ssubscribe(channel) does the same.
+redis-py 4.3 (Debian 12's python3-redis) has no ssubscribe(), so the command
+goes on a plain connection, as here; this works unchanged with redis-py 5
+(checked with 5.3), which added RedisCluster(...).pubsub().ssubscribe().
 
     python3 cluster_ssubscribe.py 127.0.0.1:7000 callcenter_events [count]
 """
@@ -28,7 +28,7 @@ def follow(seed, channel, handle, count=None):
             cluster = RedisCluster(host=host, port=int(port))
             owner = cluster.get_node_from_key(channel)  # the master of the channel's slot
             cluster.close()
-            conn = redis.Redis(host=owner.host, port=owner.port).connection_pool.get_connection("_")
+            conn = redis.Connection(host=owner.host, port=owner.port)
         except redis.RedisError:
             time.sleep(1)  # the seed is down or the cluster is failing over
             continue
