@@ -141,6 +141,27 @@ fn publish_reaches_a_subscriber_on_every_node() {
         "{:?}",
         core::logs()
     );
+    // A master killed while the module is idle is found by the idle PING,
+    // which goes to every master, and said as such.
+    drop(subs);
+    let mut cluster = cluster;
+    let seeds = cluster.seeds(None);
+    let victim = cluster.master_for("callcenter_events");
+    let victim_port = cluster.port(victim);
+    cluster.kill(victim);
+    assert!(
+        wait_until(WAIT, || harness::common::status()
+            .contains("redis:      NOT connected")),
+        "{}",
+        harness::common::status()
+    );
+    assert!(
+        logged(&format!("cannot reach a node of Redis Cluster {seeds}: "))
+            && logged(&format!("127.0.0.1:{victim_port}: Connection refused"))
+            && !logged("closed the connection right after accepting it"),
+        "{:?}",
+        core::logs()
+    );
     module.unload();
 }
 

@@ -310,8 +310,10 @@ fn run(
             .map_or(cmds.len(), |n| i + n);
         let span = cmds[i].range.start..cmds[end - 1].range.end;
         // The crate sends the run to the master of its first command's slot
-        // (all of them share it) and, on MOVED for the whole run, refreshes
-        // the slots and sends it to the new owner.
+        // (all of them share it). Error replies come back as values (see
+        // `refused`), so a redirect is not retried here for the whole run:
+        // the first refused command is retried alone below, which is where
+        // the crate follows MOVED or ASK and refreshes its slot map.
         let replies = match conn.req_packed_commands(&bytes[span], 0, end - i) {
             Ok(r) => r,
             Err(e) => return (i, Some(trouble(e))),
