@@ -119,6 +119,7 @@ fn stat(cluster: &Cluster, i: usize, section: &str, field: &str) -> u64 {
 #[test]
 fn publish_reaches_a_subscriber_on_every_node() {
     let _g = core::exclusive();
+    core::take_logs();
     let cluster = Cluster::start(&[]);
     let subs: Vec<Subscriber> = cluster
         .nodes
@@ -171,6 +172,7 @@ fn publish_reaches_a_subscriber_on_every_node() {
 #[test]
 fn spublish_reaches_ssubscribe_on_the_channels_shard() {
     let _g = core::exclusive();
+    core::take_logs();
     let cluster = Cluster::start(&[]);
     let owner = cluster.master_for("callcenter_events");
     let shard = ShardSubscriber::new(&cluster, owner, "callcenter_events");
@@ -230,6 +232,7 @@ const ACL: &str = "ACL SETUSER cc_events on >CHANGE-ME resetchannels &callcenter
 fn the_stream_and_the_state_mirror_land_under_one_hash_tag() {
     const P: &str = "{cc}:state";
     let _g = core::exclusive();
+    core::take_logs();
     let cc = Callcenter::new(2, 2);
     cc.serve();
     let cluster = Cluster::start(&[]);
@@ -315,7 +318,7 @@ fn the_stream_and_the_state_mirror_land_under_one_hash_tag() {
     assert!(applied(&mut con, &cc));
     check(&mut con);
     assert!(
-        !logged("NOSCRIPT") && !logged("refused"),
+        !logged("NOSCRIPT") && !logged("Redis refused"),
         "the EVAL fallback is silent: {:?}",
         core::logs()
     );
@@ -352,6 +355,7 @@ fn when_the_streams_master_dies_publishing_resumes_on_its_replica() {
     const KEY: &str = "{cc}:failover";
     const RATE: u32 = 200;
     let _g = core::exclusive();
+    core::take_logs();
     let mut cluster = Cluster::start(&[]);
     let doomed = cluster.master_for(KEY);
     let heir = cluster.replica_of(doomed);
@@ -562,6 +566,7 @@ fn unload_returns_within_shutdown_flush_ms_while_a_master_hangs() {
 fn the_readme_ssubscribe_consumer_gets_every_event() {
     const N: usize = 20;
     let _g = core::exclusive();
+    core::take_logs();
     let cluster = Cluster::start(&[]);
     let owner = cluster.master_for("callcenter_events");
     let module = load(&cluster, None, &[("sharded-pubsub", "true")]);
@@ -647,6 +652,7 @@ fn throughput_standalone_and_cluster() {
         module.unload();
     };
     let _g = core::exclusive();
+    core::take_logs();
     {
         let redis = harness::redis::RedisServer::start();
         let port = redis.port.to_string();
