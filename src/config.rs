@@ -310,8 +310,9 @@ fn list(value: &str) -> Vec<String> {
         .collect()
 }
 
-/// A channel or stream name, with placeholders; empty turns it off.
-fn template(param: &str, value: &str) -> Result<Option<Template>, ConfigError> {
+/// A channel or stream name, with placeholders (and, in a Redis Cluster, hash
+/// tags); empty turns it off.
+fn template(param: &str, value: &str, hash_tags: bool) -> Result<Option<Template>, ConfigError> {
     let v = value.trim();
     if v.is_empty() {
         return Ok(None);
@@ -323,7 +324,7 @@ fn template(param: &str, value: &str) -> Result<Option<Template>, ConfigError> {
             "a channel or key name must not contain spaces",
         ));
     }
-    Template::parse(v)
+    Template::parse_with(v, hash_tags)
         .map(Some)
         .map_err(|why| err(param, value, &why))
 }
@@ -382,6 +383,33 @@ fn is_hash_tagged(prefix: &str) -> bool {
         rest = &rest[open + close + 1..];
     }
     !rest.contains('}')
+}
+
+/// In a Redis Cluster each event's state call (one EVALSHA) writes the stream
+/// and every state key, and Redis runs it only when they all hash to one
+/// slot: the state prefix must carry a hash tag, and the stream the same one.
+fn same_slot(prefix: &str, stream: Option<&Template>) -> Result<(), ConfigError> {
+    let shape = prefix.replace("{host}", "<host>");
+    let Some(tag) = crate::routes::hash_tag(&shape) else {
+        return Err(err(
+            "state-prefix",
+            prefix,
+            "with cluster=true the state's keys must share one slot: put a hash tag in state-prefix, e.g. {cc}:state (and the same tag in stream, e.g. {cc}:stream)",
+        ));
+    };
+    let Some(stream) = stream else {
+        return Ok(());
+    };
+    if stream.hash_tag().as_deref() != Some(tag) {
+        return Err(err(
+            "stream",
+            stream.as_str(),
+            &format!(
+                "with cluster=true and state=true each event writes the stream and the state keys in one script call, which Redis Cluster runs only when they hash to one slot: give stream the same hash tag as state-prefix, e.g. {{{tag}}}:stream"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The action a per-event param names (`name-agent-offering`), checked.
@@ -467,6 +495,7 @@ impl Settings {
         let mut cluster_nodes = Vec::new();
         let mut tls_on = false;
         let mut tls = TlsSettings::default();
+        let mut names = Vec::new();
         for (name, value) in params {
             match name {
                 "sentinels" => sentinel.sentinels = host_ports(name, value)?,
@@ -534,23 +563,8 @@ impl Settings {
                 "username" => s.redis.username = Some(value.to_owned()).filter(|v| !v.is_empty()),
                 "password" => s.redis.password = Some(value.to_owned()).filter(|v| !v.is_empty()),
                 "db" => s.redis.db = int_in(name, value, 0i64, 1_000_000)?,
-                "channel" => s.routes.channel = template(name, value)?,
-                "extra-channel" => {
-                    s.routes.extra_channel = template(name, value)?
-                        .map(|t| {
-                            if t.is_fixed() {
-                                Ok(t.as_str().to_owned())
-                            } else {
-                                Err(err(
-                                    name,
-                                    value,
-                                    "the extra channel is fixed: no placeholders",
-                                ))
-                            }
-                        })
-                        .transpose()?
-                }
-                "stream" => s.routes.stream = template(name, value)?,
+                // Parsed once cluster is known: it decides what `{...}` may be.
+                "channel" | "extra-channel" | "stream" => names.push((name, value)),
                 "stream-maxlen" => {
                     s.routes.stream_maxlen = int_in(name, value, 1u64, 1_000_000_000)?
                 }
@@ -604,6 +618,28 @@ impl Settings {
                     "cc_events.conf: unknown param '{other}' ignored; known params are: {}",
                     PARAMS.join(", ")
                 )),
+            }
+        }
+        for (name, value) in names {
+            let parsed = template(name, value, cluster_on)?;
+            match name {
+                "channel" => s.routes.channel = parsed,
+                "stream" => s.routes.stream = parsed,
+                _ => {
+                    s.routes.extra_channel = parsed
+                        .map(|t| {
+                            if t.is_fixed() {
+                                Ok(t.as_str().to_owned())
+                            } else {
+                                Err(err(
+                                    name,
+                                    value,
+                                    "the extra channel is fixed: no placeholders",
+                                ))
+                            }
+                        })
+                        .transpose()?
+                }
             }
         }
         if s.routes.channel.is_none()
@@ -668,6 +704,14 @@ impl Settings {
         if s.routes.sharded && !cluster_on {
             warnings.push("cc_events.conf: sharded-pubsub=true without cluster=true: SPUBLISH on one server works like PUBLISH".to_string());
         }
+        if tls_on && cluster_on {
+            // The cluster link's node connections are plain TCP.
+            return Err(err(
+                "tls",
+                "true",
+                "TLS with cluster=true is not supported by this version of mod_cc_events: remove tls, or reach the cluster over a trusted network",
+            ));
+        }
         if tls_on {
             if tls.cert_file.is_some() != tls.key_file.is_some() {
                 return Err(err(
@@ -693,20 +737,11 @@ impl Settings {
                     ));
                 }
             }
+            if cluster_on {
+                same_slot(&state.prefix, s.routes.stream.as_ref())?;
+            }
             s.events.state_vars = Some(state.variables.clone());
             s.state = Some(state);
-        }
-        // Parsed and validated already; each arrives with its link.
-        let not_yet = match &s.redis.topology {
-            Topology::Cluster(_) => Some(("cluster", "Redis Cluster")),
-            _ => None,
-        };
-        if let Some((param, what)) = not_yet {
-            return Err(err(
-                param,
-                "",
-                &format!("{what} is not supported by this version of mod_cc_events"),
-            ));
         }
         if s.redis.username.is_some() && s.redis.password.is_none() {
             return Err(err(
@@ -793,6 +828,22 @@ mod tests {
         assert_eq!(e.param, "sentinel-username");
         let e = Settings::from_params([("tls", "true"), ("tls-ca-file", "")]).unwrap_err();
         assert_eq!(e.param, "tls-ca-file");
+        let p = Settings::from_params([
+            ("cluster", "true"),
+            ("cluster-nodes", "10.0.0.1:7000,[::1]:7001"),
+        ])
+        .unwrap();
+        assert_eq!(
+            p.settings.redis.topology,
+            Topology::Cluster(ClusterSettings {
+                nodes: vec![("10.0.0.1".into(), 7000), ("::1".into(), 7001)]
+            })
+        );
+        let e = Settings::from_params([("cluster", "true"), ("tls", "true")]).unwrap_err();
+        assert!(e.to_string().contains("TLS with cluster=true"), "{e}");
+        // Without cluster-nodes, host and port are the one seed.
+        let p = Settings::from_params([("cluster", "true"), ("port", "7000")]).unwrap();
+        assert_eq!(p.settings.redis.describe(), "cluster 127.0.0.1:7000");
         let p = Settings::from_params([("sharded-pubsub", "true")]).unwrap();
         assert!(p.settings.routes.sharded);
         assert!(p.warnings[0].contains("sharded-pubsub=true without cluster=true"));
@@ -862,6 +913,57 @@ mod tests {
         assert!(e.to_string().contains("spaces"));
         let e = Settings::from_params([("state-prefix", "cc}")]).unwrap_err();
         assert!(e.to_string().contains("{host}"), "{e}");
+    }
+
+    #[test]
+    fn with_cluster_braces_that_are_not_placeholders_are_hash_tags() {
+        // Without cluster=true an unknown {...} is a typo, wherever it is.
+        let e = parse(&[("stream", "{cc}:stream")]).unwrap_err();
+        assert_eq!(e.param, "stream");
+        assert!(e.to_string().contains("needs cluster=true"), "{e}");
+        // The param order does not matter: cluster may come last.
+        let e = parse(&[
+            ("channel", "{cc}:events"),
+            ("extra-channel", "{cc}:all"),
+            ("stream", "{cc}:stream:{queu}"),
+            ("cluster", "true"),
+        ])
+        .unwrap();
+        // A tag is not a typo with cluster=true.
+        let r = e.settings.routes;
+        assert_eq!(r.channel.unwrap().as_str(), "{cc}:events");
+        assert_eq!(r.extra_channel.as_deref(), Some("{cc}:all"));
+        assert_eq!(r.stream.unwrap().as_str(), "{cc}:stream:{queu}");
+    }
+
+    #[test]
+    fn with_cluster_and_state_the_stream_and_the_state_share_a_hash_tag() {
+        let cluster = [("cluster", "true"), ("state", "true")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut p = cluster.to_vec();
+            p.extend_from_slice(extra);
+            parse(&p)
+        };
+        let e = with(&[("state-prefix", "cc_state")]).unwrap_err();
+        assert_eq!(e.param, "state-prefix");
+        assert!(e.to_string().contains("hash tag"), "{e}");
+        let e = with(&[("state-prefix", "{host}:state")]).unwrap_err();
+        assert_eq!(e.param, "state-prefix", "a placeholder is not a tag");
+        let e = with(&[("state-prefix", "{cc}:state"), ("stream", "cc_stream")]).unwrap_err();
+        assert_eq!(e.param, "stream");
+        assert!(e.to_string().contains("e.g. {cc}:stream"), "{e}");
+        let e = with(&[("state-prefix", "{cc}:state"), ("stream", "{cd}:stream")]).unwrap_err();
+        assert_eq!(e.param, "stream");
+        // Matching tags (with {host} anywhere) pass these checks.
+        for (prefix, stream) in [
+            ("{cc}:state", "{cc}:stream"),
+            ("{cc}:{host}", "{cc}:stream:{host}"),
+            ("{host}:{cc}", "{cc}"),
+        ] {
+            let p = with(&[("state-prefix", prefix), ("stream", stream)])
+                .unwrap_or_else(|e| panic!("{prefix} {stream}: {e}"));
+            assert_eq!(p.settings.routes.stream.unwrap().as_str(), stream);
+        }
     }
 
     fn parse(p: &[(&str, &str)]) -> Result<Parsed, ConfigError> {

@@ -26,13 +26,19 @@ pub struct Template {
 }
 
 impl Template {
+    /// A name whose every `{...}` is a placeholder: anything else is a typo.
     pub fn parse(s: &str) -> Result<Template, String> {
+        Self::parse_with(s, false)
+    }
+
+    /// With `hash_tags` (Redis Cluster), a `{...}` that is not a placeholder
+    /// is kept as it is: it is a hash tag, which decides the key's slot.
+    pub fn parse_with(s: &str, hash_tags: bool) -> Result<Template, String> {
         let mut parts = Vec::new();
+        let mut text = String::new();
         let mut rest = s;
         while let Some(open) = rest.find('{') {
-            if open > 0 {
-                parts.push(Part::Text(rest[..open].to_string()));
-            }
+            text.push_str(&rest[..open]);
             let close = rest[open..]
                 .find('}')
                 .ok_or_else(|| format!("'{{' without '}}' in '{s}'"))?;
@@ -42,22 +48,49 @@ impl Template {
                 "event" => Part::Event,
                 "action" => Part::Action,
                 "host" => Part::Host,
+                _ if hash_tags => {
+                    text.push_str(&rest[open..=open + close]);
+                    rest = &rest[open + close + 1..];
+                    continue;
+                }
                 other => {
                     return Err(format!(
-                        "unknown placeholder '{{{other}}}'; use {{queue}}, {{agent}}, {{event}}, {{action}} or {{host}}"
+                        "unknown placeholder '{{{other}}}'; use {{queue}}, {{agent}}, {{event}}, {{action}} or {{host}} (a Redis Cluster hash tag such as {{cc}} needs cluster=true)"
                     ))
                 }
             };
+            if !text.is_empty() {
+                parts.push(Part::Text(std::mem::take(&mut text)));
+            }
             parts.push(part);
             rest = &rest[open + close + 1..];
         }
-        if !rest.is_empty() {
-            parts.push(Part::Text(rest.to_string()));
+        text.push_str(rest);
+        if !text.is_empty() {
+            parts.push(Part::Text(text));
         }
         Ok(Template {
             source: s.to_string(),
             parts,
         })
+    }
+
+    /// The Redis Cluster hash tag of every name this renders, when it is the
+    /// same whatever the placeholders hold: placeholders stand in without
+    /// braces, as their values are written (`<host>`).
+    pub fn hash_tag(&self) -> Option<String> {
+        let mut shape = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => shape.push_str(t),
+                Part::Queue => shape.push_str("<queue>"),
+                Part::Agent => shape.push_str("<agent>"),
+                Part::Event => shape.push_str("<event>"),
+                Part::Action => shape.push_str("<action>"),
+                Part::Host => shape.push_str("<host>"),
+            }
+        }
+        hash_tag(&shape).map(str::to_string)
     }
 
     pub fn as_str(&self) -> &str {
@@ -99,6 +132,14 @@ impl Template {
             }
         }
     }
+}
+
+/// The part of a key that Redis Cluster hashes: the text between the first
+/// `{` and the first `}` after it, when that is not empty (else the whole key).
+pub fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let close = key[open + 1..].find('}')?;
+    Some(&key[open + 1..open + 1 + close]).filter(|t| !t.is_empty())
 }
 
 /// Where events go, from the settings.
@@ -299,6 +340,50 @@ mod tests {
             .unwrap_err()
             .contains("unknown placeholder '{queu}'"));
         assert!(Template::parse("cc:{queue").is_err());
+    }
+
+    #[test]
+    fn with_cluster_other_braces_are_hash_tags_kept_as_written() {
+        let t = Template::parse_with("{cc}:{host}:stream", true).unwrap();
+        let ev = event(&[
+            (b"FreeSWITCH-Switchname", b"fs1"),
+            (b"CC-Action", b"members-count"),
+        ]);
+        let mut out = String::new();
+        t.render(&ev, &mut out);
+        assert_eq!(out, "{cc}:fs1:stream");
+        assert_eq!(t.render_host("fs1").as_deref(), Some("{cc}:fs1:stream"));
+        assert_eq!(t.hash_tag().as_deref(), Some("cc"));
+        assert!(Template::parse_with("{cc}:events", true)
+            .unwrap()
+            .is_fixed());
+        // A placeholder is never a tag: its value has no braces.
+        let t = Template::parse_with("{host}:{cc}", true).unwrap();
+        assert_eq!(t.hash_tag().as_deref(), Some("cc"));
+        assert_eq!(
+            Template::parse_with("{host}:s", true).unwrap().hash_tag(),
+            None
+        );
+        // Without cluster a tag is still a typo.
+        let e = Template::parse("{cc}:events").unwrap_err();
+        assert!(
+            e.contains("unknown placeholder '{cc}'") && e.contains("cluster=true"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_hash_tag_is_what_redis_hashes() {
+        assert_eq!(hash_tag("{cc}:state"), Some("cc"));
+        assert_eq!(hash_tag("a{b}c{d}"), Some("b"));
+        assert_eq!(
+            hash_tag("{}x{y}"),
+            None,
+            "an empty first tag hashes the whole key"
+        );
+        assert_eq!(hash_tag("{a"), None);
+        assert_eq!(hash_tag("plain"), None);
+        assert_eq!(hash_tag("x{{a}}"), Some("{a"));
     }
 
     #[test]

@@ -367,6 +367,14 @@ impl Run {
         match ex.failure {
             // Any answer, even NOPERM from a strict ACL, shows the link is alive.
             None | Some(Failure::Refused(_)) => {}
+            // The link closed itself and says why (a Redis Cluster node that
+            // died while idle, which no socket check before the PING shows).
+            Some(Failure::Broken(m)) if !self.w.link.is_connected() => {
+                self.w.stats.connected.store(false, Relaxed);
+                self.health
+                    .failed(&self.w.log, &self.w.stats, format!("{m}; reconnecting"));
+                self.pause();
+            }
             Some(Failure::Broken(_)) => self.closed_by_peer(),
             Some(f) => {
                 self.w

@@ -3,6 +3,7 @@
 //! topology: [`for_settings`] picks the implementation (a standalone server, or
 //! the master that Sentinel names; Cluster is another implementation of [`Link`]).
 
+pub mod cluster;
 pub mod net;
 pub mod resp;
 pub mod sentinel;
@@ -20,8 +21,7 @@ pub fn for_settings(settings: &RedisSettings, stop: Arc<Stop>) -> Box<dyn Link> 
     match &settings.topology {
         Topology::Standalone => Box::new(standalone::Standalone::new(settings.clone(), stop)),
         Topology::Sentinel(_) => Box::new(sentinel::Sentinel::new(settings.clone(), stop)),
-        // Refused by the config parser until it exists.
-        Topology::Cluster(_) => Box::new(standalone::Standalone::new(settings.clone(), stop)),
+        Topology::Cluster(_) => Box::new(cluster::Cluster::new(settings.clone(), stop)),
     }
 }
 

@@ -62,12 +62,12 @@ impl Default for Hints {
     }
 }
 
-struct Conn {
-    stream: TcpStream,
+pub(super) struct Conn {
+    pub(super) stream: TcpStream,
     /// TLS over `stream`; None for plain TCP.
-    tls: Option<Box<Session>>,
+    pub(super) tls: Option<Box<Session>>,
     /// Holds bytes read past the current reply; one per connection.
-    parser: redis::Parser,
+    pub(super) parser: redis::Parser,
 }
 
 impl Standalone {
@@ -420,7 +420,7 @@ fn broken(server: &str, e: io::Error) -> Failure {
 }
 
 /// A non-blocking TCP connection to `addr`, established by `until`.
-fn open(addr: SocketAddr, until: Instant, stop: &Stop) -> Result<TcpStream, Io> {
+pub(super) fn open(addr: SocketAddr, until: Instant, stop: &Stop) -> Result<TcpStream, Io> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .map_err(Io::Failed)?;
     socket.set_nonblocking(true).map_err(Io::Failed)?;
@@ -445,7 +445,12 @@ fn open(addr: SocketAddr, until: Instant, stop: &Stop) -> Result<TcpStream, Io> 
     Ok(socket.into())
 }
 
-fn write_all(conn: &mut Conn, mut buf: &[u8], until: Instant, stop: &Stop) -> Result<(), Io> {
+pub(super) fn write_all(
+    conn: &mut Conn,
+    mut buf: &[u8],
+    until: Instant,
+    stop: &Stop,
+) -> Result<(), Io> {
     if let Some(tls) = conn.tls.as_mut() {
         return tls.write_all(&conn.stream, buf, until, stop);
     }
@@ -465,7 +470,7 @@ fn write_all(conn: &mut Conn, mut buf: &[u8], until: Instant, stop: &Stop) -> Re
 
 /// One reply, waiting in slices; a cut mid-reply leaves the connection unusable
 /// (the caller closes it).
-fn read_reply(conn: &mut Conn, until: Instant, stop: &Stop) -> Result<redis::Value, Io> {
+pub(super) fn read_reply(conn: &mut Conn, until: Instant, stop: &Stop) -> Result<redis::Value, Io> {
     let mut reader = Timed {
         stream: &conn.stream,
         tls: conn.tls.as_deref_mut(),

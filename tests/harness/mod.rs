@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod callcenter;
+pub mod cluster;
 pub mod common;
 pub mod core;
 pub mod esl;
