@@ -348,6 +348,17 @@ impl Run {
             .log(Level::Debug, &format!("{why} ({target}); reconnecting"));
     }
 
+    /// One command outside a batch (PING, SCRIPT LOAD), bounded by io-timeout-ms.
+    fn exchange_one(&mut self, command: &[u8]) -> crate::link::Exchange {
+        let until = self
+            .w
+            .stop
+            .cap(Instant::now() + self.w.settings.redis.io_timeout);
+        let ex = self.w.link.exchange(command, 1, until);
+        self.last_io = Instant::now();
+        ex
+    }
+
     fn keep_alive(&mut self) {
         let every = self.w.settings.idle_ping;
         if every.is_zero() || self.last_io.elapsed() < every {
@@ -358,12 +369,7 @@ impl Run {
         }
         let mut ping = Vec::with_capacity(14);
         resp::command(&mut ping, &[b"PING"]);
-        let until = self
-            .w
-            .stop
-            .cap(Instant::now() + self.w.settings.redis.io_timeout);
-        let ex = self.w.link.exchange(&ping, 1, until);
-        self.last_io = Instant::now();
+        let ex = self.exchange_one(&ping);
         match ex.failure {
             // Any answer, even NOPERM from a strict ACL, shows the link is alive.
             None | Some(Failure::Refused(_)) => {}
@@ -567,12 +573,10 @@ impl Run {
         if !st.script_loaded {
             let mut load = Vec::new();
             state::script::load(&mut load);
-            let until = self
-                .w
-                .stop
-                .cap(Instant::now() + self.w.settings.redis.io_timeout);
-            let ex = self.w.link.exchange(&load, 1, until);
-            self.last_io = Instant::now();
+            let ex = self.exchange_one(&load);
+            let Some(st) = &mut self.state else {
+                return false;
+            };
             match ex.failure {
                 None => st.script_loaded = true,
                 Some(f) => {

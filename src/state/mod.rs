@@ -217,24 +217,13 @@ impl Mirror {
         let seeded_at = now_us();
         let mut call = Call::default();
         if let Some(s) = &stream {
-            let maxlen = s.maxlen.to_string();
             let at = seeded_at.to_string();
-            call.xadd(
-                s.key,
-                &[
-                    b"MAXLEN",
-                    b"~",
-                    maxlen.as_bytes(),
-                    b"*",
-                    b"event",
-                    b"State-Seed",
-                    b"action",
-                    b"state-seed",
-                    b"core_uuid",
-                    self.core_uuid.as_bytes(),
-                    b"seeded_at",
-                    at.as_bytes(),
-                ],
+            self.own_entry(
+                &mut call,
+                s,
+                "State-Seed",
+                "state-seed",
+                (b"seeded_at", at.as_bytes()),
             );
         }
         call.clear(&self.keys, fresh.queue_names().cloned());
@@ -280,27 +269,45 @@ impl Mirror {
         true
     }
 
+    /// The stream entry of one of the mirror's own writes (a seed, an update).
+    fn own_entry(
+        &self,
+        call: &mut Call,
+        s: &StreamTarget<'_>,
+        event: &str,
+        action: &str,
+        (field, value): (&[u8], &[u8]),
+    ) {
+        let maxlen = s.maxlen.to_string();
+        call.xadd(
+            s.key,
+            &[
+                b"MAXLEN",
+                b"~",
+                maxlen.as_bytes(),
+                b"*",
+                b"event",
+                event.as_bytes(),
+                b"action",
+                action.as_bytes(),
+                b"core_uuid",
+                self.core_uuid.as_bytes(),
+                field,
+                value,
+            ],
+        );
+    }
+
     fn update(&mut self, changes: &[Change], stream: Option<StreamTarget<'_>>, out: &mut Vec<u8>) {
         let mut call = Call::default();
         if let Some(s) = &stream {
-            let maxlen = s.maxlen.to_string();
             let delta = script::delta(&self.keys, changes);
-            call.xadd(
-                s.key,
-                &[
-                    b"MAXLEN",
-                    b"~",
-                    maxlen.as_bytes(),
-                    b"*",
-                    b"event",
-                    b"State-Update",
-                    b"action",
-                    b"state-update",
-                    b"core_uuid",
-                    self.core_uuid.as_bytes(),
-                    b"state",
-                    delta.as_bytes(),
-                ],
+            self.own_entry(
+                &mut call,
+                s,
+                "State-Update",
+                "state-update",
+                (b"state", delta.as_bytes()),
             );
         }
         call.changes(&self.keys, changes);
