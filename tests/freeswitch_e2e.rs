@@ -10,8 +10,10 @@
 //!
 //! CC_EVENTS_KEEP_E2E=1 keeps the temporary FreeSWITCH directory (config, log) for a look.
 //!
-//! Three scenarios, one FreeSWITCH at a time: the seed format with unload/load
-//! cycles and an in-place upgrade; `events=all`, `format=envelope` with a
+//! Four scenarios, one FreeSWITCH at a time: the seed format with unload/load
+//! cycles and an in-place upgrade; TLS to a Redis that listens only on its
+//! tls-port (rustls beside FreeSWITCH's own OpenSSL, unload/load, and a final
+//! unload that leaves nothing mapped); `events=all`, `format=envelope` with a
 //! stream: one call's lifecycle on Pub/Sub and in the stream, then
 //! `cc_events reload` twice while agent status changes flow (the second with
 //! Redis frozen, so that events are queued on both sides of it); and the live
@@ -27,6 +29,7 @@ use std::time::Duration;
 
 use harness::esl::Esl;
 use harness::redis::{free_port, temp_dir, wait_until, RedisServer, Subscriber};
+use harness::tls::{redis_tls_only, Certs};
 
 const WAIT: Duration = Duration::from_secs(30);
 const SEED_FIELDS: [&str; 11] = [
@@ -598,6 +601,168 @@ fn callcenter_events_reach_redis_from_a_real_freeswitch() {
     );
     let log = log();
     assert!(log.contains("mod_cc_events stopped:"), "shutdown ran");
+    assert!(
+        !log.contains("panic"),
+        "no panic in {}",
+        base.join("log/freeswitch.log").display()
+    );
+    drop(fs);
+    if std::env::var_os("CC_EVENTS_KEEP_E2E").is_some() {
+        eprintln!("kept {}", base.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+}
+
+/// The status line of a connected module, waited for (bounded).
+fn wait_status(esl: &mut Esl, want: &str) -> String {
+    let mut last = String::new();
+    assert!(
+        wait_until(WAIT, || {
+            last = esl.api("cc_events status").unwrap();
+            last.contains(want)
+        }),
+        "no {want:?} in `cc_events status`:\n{last}"
+    );
+    last
+}
+
+/// The next Agent-Status-Change for the test agent with `status`, skipping the
+/// startup `Logged Out` mod_callcenter may have dispatched before the module bound.
+fn next_status_change(sub: &Subscriber, status: &str) {
+    let want = format!(
+        r#"{{"Agent-Status-Change:" : {{"CC_Agent": "tenant-1@areski", "CC_Agent_Status": "{status}"}}}}"#
+    );
+    let startup = r#"{"Agent-Status-Change:" : {"CC_Agent": "tenant-1@areski", "CC_Agent_Status": "Logged Out"}}"#;
+    let mut got = sub.take(1, WAIT).remove(0);
+    if got != want && got == startup {
+        got = sub.take(1, WAIT).remove(0);
+    }
+    assert_eq!(got, want);
+}
+
+#[test]
+#[cfg_attr(
+    not(freeswitch_prefix),
+    ignore = "set FREESWITCH_PREFIX to an installed FreeSWITCH 1.10 to run this test"
+)]
+fn tls_to_redis_from_a_real_freeswitch_and_a_clean_unload() {
+    // FreeSWITCH links OpenSSL itself; the module brings rustls (ring). Both in
+    // one process: the handshake, publishing, unload/load and a final unload
+    // that leaves nothing of the module mapped.
+    let _one = ONE_FREESWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    let certs = Certs::make();
+    let ca = certs.path("ca.crt");
+    // Redis listens on TCP only on its TLS port; the subscriber uses its Unix socket.
+    let (redis, tls_port) = redis_tls_only(&certs);
+    let sub = Subscriber::new(&redis, "callcenter_events");
+    let Running {
+        mut esl,
+        fs,
+        base,
+        module,
+        ..
+    } = start_freeswitch(
+        "freeswitch-tls",
+        &cc_events_conf(
+            tls_port,
+            &[
+                ("channel", "callcenter_events"),
+                ("tls", "true"),
+                ("tls-ca-file", &ca),
+            ],
+        ),
+    );
+    let log = || std::fs::read_to_string(base.join("log/freeswitch.log")).unwrap_or_default();
+    let pid = fs.pid().expect("freeswitch.pid");
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(
+        maps.contains("libssl.so"),
+        "this FreeSWITCH does not map OpenSSL's libssl; the test means to run rustls beside it"
+    );
+
+    let connected = format!("redis:      connected (127.0.0.1:{tls_port} db 0 tls)");
+    let status = wait_status(&mut esl, &connected);
+    eprintln!("fs_cli> cc_events status\n{status}");
+    assert!(
+        log().contains(&format!(
+            "mod_cc_events {} loaded: redis 127.0.0.1:{tls_port} db 0 tls",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "the load line names the TLS target"
+    );
+
+    let out = esl
+        .api("callcenter_config agent set status tenant-1@areski Available")
+        .unwrap();
+    assert!(out.starts_with("+OK"), "{out}");
+    next_status_change(&sub, "Available");
+
+    // A call: Offering and Connected go out over the same TLS connection.
+    let out = esl
+        .api("originate {origination_caller_id_number=34650110022,origination_caller_id_name='Outbound Call'}loopback/queue/default &park")
+        .unwrap();
+    assert!(out.starts_with("+OK"), "{out}");
+    for (payload, outer) in sub
+        .take(2, WAIT)
+        .iter()
+        .zip(["Offering-Call-Agent", "Connected-Call-Agent"])
+    {
+        let fields = json_fields(payload, outer);
+        let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, SEED_FIELDS, "{payload}");
+    }
+
+    // Unload and load: each load makes a new TLS connection (and a new rustls
+    // config) inside the same process.
+    for cycle in 0..5 {
+        let out = esl.api("unload mod_cc_events").unwrap();
+        assert!(out.starts_with("+OK"), "cycle {cycle} unload: {out}");
+        let out = esl.api(&format!("load {}", module.display())).unwrap();
+        assert!(out.starts_with("+OK"), "cycle {cycle} load: {out}");
+        wait_status(&mut esl, &connected);
+        let status = if cycle % 2 == 0 {
+            "On Break"
+        } else {
+            "Available"
+        };
+        esl.api(&format!(
+            "callcenter_config agent set status tenant-1@areski '{status}'"
+        ))
+        .unwrap();
+        next_status_change(&sub, status);
+    }
+    let status = wait_status(&mut esl, "queued:     0 of");
+    assert!(status.contains(&connected), "{status}");
+    assert!(status.contains("dropped:    0\n"), "{status}");
+    assert!(sub.drain().is_empty());
+
+    // The final unload leaves nothing of the module (rustls and ring included:
+    // they are linked into it) mapped in FreeSWITCH.
+    let out = esl.api("unload mod_cc_events").unwrap();
+    assert!(out.starts_with("+OK"), "final unload: {out}");
+    let mut left = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            left = module_mappings(pid);
+            left.is_empty()
+        }),
+        "after `unload mod_cc_events`, FreeSWITCH (pid {pid}) still maps the module (/proc/{pid}/maps):\n{}",
+        left.join("\n")
+    );
+    // FreeSWITCH's own OpenSSL is still there and FreeSWITCH still answers.
+    assert!(std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .contains("libssl.so"));
+    let out = esl.api("status").unwrap();
+    assert!(out.contains("UP"), "{out}");
+
+    let _ = esl.api("fsctl shutdown");
+    assert!(
+        wait_until(WAIT, || !fs.alive()),
+        "FreeSWITCH did not shut down"
+    );
+    let log = log();
     assert!(
         !log.contains("panic"),
         "no panic in {}",

@@ -62,13 +62,20 @@ impl RedisServer {
         Self::start_with(port, &[])
     }
 
+    /// `port` 0: no plain TCP port at all (only what `extra` opens, e.g. a
+    /// `tls-port`); the test then talks to the server over a Unix socket in
+    /// its directory (`url`, `connection`, `ping` use it).
     pub fn start_with(port: u16, extra: &[&str]) -> RedisServer {
         let dir = temp_dir("redis");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .arg("--dir")
-            .arg(&dir)
+            .arg(&dir);
+        if port == 0 {
+            cmd.arg("--unixsocket").arg(dir.join("redis.sock"));
+        }
+        let child = cmd
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -88,7 +95,16 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        if self.port == 0 {
+            format!("redis+unix://{}", self.unix_socket().display())
+        } else {
+            format!("redis://127.0.0.1:{}/", self.port)
+        }
+    }
+
+    /// The Unix socket of a server started without a plain TCP port.
+    pub fn unix_socket(&self) -> PathBuf {
+        self.dir.join("redis.sock")
     }
 
     /// True once the server answers PING with any reply (+PONG, or -NOAUTH when a password is set).
@@ -99,11 +115,18 @@ impl RedisServer {
                 return false;
             }
         }
+        let mut reply = [0u8; 1];
+        if self.port == 0 {
+            let Ok(mut s) = std::os::unix::net::UnixStream::connect(self.unix_socket()) else {
+                return false;
+            };
+            let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+            return s.write_all(b"PING\r\n").is_ok() && s.read(&mut reply).is_ok_and(|n| n == 1);
+        }
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
         let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut reply = [0u8; 1];
         s.write_all(b"PING\r\n").is_ok() && s.read(&mut reply).is_ok_and(|n| n == 1)
     }
 

@@ -98,3 +98,32 @@ pub fn redis_with_tls(certs: &Certs, auth_clients: &str) -> (RedisServer, u16) {
     );
     (redis, tls_port)
 }
+
+/// A redis-server that listens on TCP only on the returned TLS port (no plain
+/// port: `redis.port` is 0); the test's own connections go through its Unix
+/// socket (`redis.url()`, `redis.connection()`).
+pub fn redis_tls_only(certs: &Certs) -> (RedisServer, u16) {
+    let tls_port = free_port();
+    let (cert, key, ca) = (
+        certs.path("redis.crt"),
+        certs.path("redis.key"),
+        certs.path("ca.crt"),
+    );
+    let port = tls_port.to_string();
+    let redis = RedisServer::start_with(
+        0,
+        &[
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
+    (redis, tls_port)
+}
