@@ -10,11 +10,13 @@
 //!
 //! CC_EVENTS_KEEP_E2E=1 keeps the temporary FreeSWITCH directory (config, log) for a look.
 //!
-//! Four scenarios, one FreeSWITCH at a time: the seed format with unload/load
+//! Five scenarios, one FreeSWITCH at a time: the seed format with unload/load
 //! cycles and an in-place upgrade; TLS to a Redis that listens only on its
 //! tls-port (rustls beside FreeSWITCH's own OpenSSL, unload/load, and a final
-//! unload that leaves nothing mapped); `events=all`, `format=envelope` with a
-//! stream: one call's lifecycle on Pub/Sub and in the stream, then
+//! unload that leaves nothing mapped); Redis Sentinel (a master, a replica and
+//! three sentinels; events, `via sentinel` in status, unload/load);
+//! `events=all`, `format=envelope` with a stream: one call's lifecycle on
+//! Pub/Sub and in the stream, then
 //! `cc_events reload` twice while agent status changes flow (the second with
 //! Redis frozen, so that events are queued on both sides of it); and the live
 //! state mirror (`state=true`) compared with mod_callcenter's own `agent list`
@@ -63,12 +65,18 @@ fn write(path: PathBuf, text: &str) {
 
 /// cc_events.conf.xml pointing at the test Redis on `redis_port`, with `params` after it.
 fn cc_events_conf(redis_port: u16, params: &[(&str, &str)]) -> String {
-    let mut xml = format!(
+    let port = redis_port.to_string();
+    let mut all = vec![("host", "127.0.0.1"), ("port", port.as_str())];
+    all.extend_from_slice(params);
+    cc_events_settings(&all)
+}
+
+/// cc_events.conf.xml with exactly these params.
+fn cc_events_settings(params: &[(&str, &str)]) -> String {
+    let mut xml = String::from(
         r#"<configuration name="cc_events.conf" description="Call-center events to Redis">
   <settings>
-    <param name="host" value="127.0.0.1"/>
-    <param name="port" value="{redis_port}"/>
-"#
+"#,
     );
     for (name, value) in params {
         xml.push_str(&format!("    <param name=\"{name}\" value=\"{value}\"/>\n"));
@@ -769,6 +777,174 @@ fn tls_to_redis_from_a_real_freeswitch_and_a_clean_unload() {
         base.join("log/freeswitch.log").display()
     );
     drop(fs);
+    if std::env::var_os("CC_EVENTS_KEEP_E2E").is_some() {
+        eprintln!("kept {}", base.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+}
+
+/// A `redis-sentinel` monitoring `mymaster` at `master_port` (quorum 2), with
+/// its own config file; killed by pid on drop (also when a test panics).
+struct Sentinel {
+    port: u16,
+    child: Option<std::process::Child>,
+    dir: PathBuf,
+}
+
+impl Sentinel {
+    fn start(master_port: u16) -> Sentinel {
+        let port = free_port();
+        let dir = temp_dir("sentinel");
+        let conf = format!(
+            "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {}\nsentinel resolve-hostnames no\n\
+             sentinel monitor mymaster 127.0.0.1 {master_port} 2\n\
+             sentinel down-after-milliseconds mymaster 1000\n\
+             sentinel failover-timeout mymaster 5000\n",
+            dir.display()
+        );
+        // Sentinel rewrites its config file, so each gets its own.
+        let path = dir.join("sentinel.conf");
+        std::fs::write(&path, conf).unwrap();
+        let child = Command::new("redis-sentinel")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-sentinel not found: install Debian's redis-sentinel package");
+        let s = Sentinel {
+            port,
+            child: Some(child),
+            dir,
+        };
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            }),
+            "redis-sentinel on port {port} did not listen within 10 s"
+        );
+        s
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(freeswitch_prefix),
+    ignore = "set FREESWITCH_PREFIX to an installed FreeSWITCH 1.10 to run this test"
+)]
+fn sentinel_inside_a_real_freeswitch() {
+    let _one = ONE_FREESWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    let master = RedisServer::start();
+    let mp = master.port.to_string();
+    let replica = RedisServer::start_with(free_port(), &["--replicaof", "127.0.0.1", &mp]);
+    let mut rconn = replica.connection();
+    assert!(
+        wait_until(WAIT, || {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut rconn)
+                .unwrap();
+            info.contains("master_link_status:up")
+        }),
+        "the replica did not sync"
+    );
+    let sentinels: Vec<Sentinel> = (0..3).map(|_| Sentinel::start(master.port)).collect();
+    let list = sentinels
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port))
+        .collect::<Vec<_>>()
+        .join(",");
+    let sub = Subscriber::new(&master, "callcenter_events");
+    let Running {
+        mut esl,
+        fs,
+        base,
+        module,
+        ..
+    } = start_freeswitch(
+        "freeswitch-sentinel",
+        &cc_events_settings(&[
+            ("channel", "callcenter_events"),
+            ("sentinels", &list),
+            ("sentinel-master", "mymaster"),
+        ]),
+    );
+    let log = || std::fs::read_to_string(base.join("log/freeswitch.log")).unwrap_or_default();
+    let connected = format!(
+        "redis:      connected (master 'mymaster' 127.0.0.1:{} via sentinel 127.0.0.1:",
+        master.port
+    );
+    let status = wait_status(&mut esl, &connected);
+    eprintln!("fs_cli> cc_events status\n{status}");
+
+    let out = esl
+        .api("callcenter_config agent set status tenant-1@areski Available")
+        .unwrap();
+    assert!(out.starts_with("+OK"), "{out}");
+    next_status_change(&sub, "Available");
+
+    // Unload and load: each load asks the sentinels again.
+    for cycle in 0..3 {
+        let out = esl.api("unload mod_cc_events").unwrap();
+        assert!(out.starts_with("+OK"), "cycle {cycle} unload: {out}");
+        let out = esl.api(&format!("load {}", module.display())).unwrap();
+        assert!(out.starts_with("+OK"), "cycle {cycle} load: {out}");
+        wait_status(&mut esl, &connected);
+        let status = if cycle % 2 == 0 {
+            "On Break"
+        } else {
+            "Available"
+        };
+        esl.api(&format!(
+            "callcenter_config agent set status tenant-1@areski '{status}'"
+        ))
+        .unwrap();
+        next_status_change(&sub, status);
+    }
+    let status = wait_status(&mut esl, "queued:     0 of");
+    assert!(status.contains("dropped:    0\n"), "{status}");
+    assert!(sub.drain().is_empty());
+
+    let pid = fs.pid().expect("freeswitch.pid");
+    let out = esl.api("unload mod_cc_events").unwrap();
+    assert!(out.starts_with("+OK"), "final unload: {out}");
+    let mut left = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            left = module_mappings(pid);
+            left.is_empty()
+        }),
+        "after `unload mod_cc_events`, FreeSWITCH (pid {pid}) still maps the module (/proc/{pid}/maps):\n{}",
+        left.join("\n")
+    );
+
+    let _ = esl.api("fsctl shutdown");
+    assert!(
+        wait_until(WAIT, || !fs.alive()),
+        "FreeSWITCH did not shut down"
+    );
+    let log = log();
+    assert!(
+        !log.contains("panic"),
+        "no panic in {}",
+        base.join("log/freeswitch.log").display()
+    );
+    assert!(
+        !log.contains("host and port are ignored"),
+        "the config has no host/port"
+    );
+    drop(fs);
+    drop(sentinels);
     if std::env::var_os("CC_EVENTS_KEEP_E2E").is_some() {
         eprintln!("kept {}", base.display());
     } else {
