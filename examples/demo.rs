@@ -27,6 +27,14 @@ fn main() {
         .unwrap_or_else(|e| panic!("could not load {}: {e:?}", core::module_path().display()));
     core::echo_logs(false);
     fixtures::add_member_sessions();
+    // The recorded replies are mod_callcenter before the scenario: seed from
+    // them first, as a real mod_callcenter would have been read before its
+    // events (an event captured before a seed is taken as already in it).
+    harness::redis::wait_until(Duration::from_secs(5), || {
+        core::api("cc_events", "state")
+            .unwrap_or_default()
+            .contains("mod_callcenter: read")
+    });
 
     let events = fixtures::events();
     println!(
