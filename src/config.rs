@@ -704,14 +704,6 @@ impl Settings {
         if s.routes.sharded && !cluster_on {
             warnings.push("cc_events.conf: sharded-pubsub=true without cluster=true: SPUBLISH on one server works like PUBLISH".to_string());
         }
-        if tls_on && cluster_on {
-            // The cluster link's node connections are plain TCP.
-            return Err(err(
-                "tls",
-                "true",
-                "TLS with cluster=true is not supported by this version of mod_cc_events: remove tls, or reach the cluster over a trusted network",
-            ));
-        }
         if tls_on {
             if tls.cert_file.is_some() != tls.key_file.is_some() {
                 return Err(err(
@@ -839,8 +831,10 @@ mod tests {
                 nodes: vec![("10.0.0.1".into(), 7000), ("::1".into(), 7001)]
             })
         );
-        let e = Settings::from_params([("cluster", "true"), ("tls", "true")]).unwrap_err();
-        assert!(e.to_string().contains("TLS with cluster=true"), "{e}");
+        // TLS applies to every node connection of the cluster.
+        let p = Settings::from_params([("cluster", "true"), ("tls", "true")]).unwrap();
+        assert!(p.settings.redis.tls.is_some());
+        assert_eq!(p.settings.redis.describe(), "cluster 127.0.0.1:6379 tls");
         // Without cluster-nodes, host and port are the one seed.
         let p = Settings::from_params([("cluster", "true"), ("port", "7000")]).unwrap();
         assert_eq!(p.settings.redis.describe(), "cluster 127.0.0.1:7000");

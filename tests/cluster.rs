@@ -678,3 +678,83 @@ fn throughput_standalone_and_cluster() {
         &with(&[("channel", "cc:{agent}"), ("stream", "{cc}:stream")]),
     );
 }
+
+/// TLS to every node (`tls=true` with `cluster=true`): six nodes with a
+/// `tls-port`, the bus and replication over TLS too, the module given only
+/// the TLS ports. Its node connections shake hands by the address the
+/// cluster announces (127.0.0.1, in the certificate). Events are published
+/// and written to the stream, and `CLIENT LIST` on each master shows the
+/// module's connection on its TLS port.
+#[test]
+fn over_tls_events_are_published_and_the_stream_is_written_on_every_master() {
+    let _g = core::exclusive();
+    core::take_logs();
+    let certs = harness::tls::Certs::make();
+    let cluster = Cluster::start_tls(&[], Some(&certs));
+    let seeds: Vec<String> = cluster
+        .tls_ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let seeds = seeds.join(",");
+    let ca = certs.path("ca.crt");
+    // A subscriber on a replica: PUBLISH crosses the (TLS) cluster bus.
+    let replica = (0..cluster.nodes.len())
+        .find(|&i| !cluster.is_master(i))
+        .unwrap();
+    let sub = Subscriber::new(
+        cluster.nodes[replica].as_ref().unwrap(),
+        "callcenter_events",
+    );
+    // One stream per master's slots, so that every master is written to.
+    let keys = ["{a}:stream", "{b}:stream", "{c}:stream"];
+    let masters: std::collections::BTreeSet<usize> =
+        keys.iter().map(|k| cluster.master_for(k)).collect();
+    assert_eq!(masters.len(), 3, "the three keys are on three masters");
+    for (i, key) in keys.iter().enumerate() {
+        harness::write_config(&[
+            ("cluster", "true"),
+            ("cluster-nodes", &seeds),
+            ("reconnect-max-ms", "200"),
+            ("tls", "true"),
+            ("tls-ca-file", &ca),
+            ("stream", key),
+        ]);
+        let module = LoadedModule::load().expect("load");
+        const N: usize = 20;
+        let t = Instant::now();
+        for e in 0..N {
+            core::fire(&mut status_event(&format!("t{i}-{e}")));
+        }
+        let got: Vec<String> = sub.take(N, WAIT).iter().map(|p| agent_of(p)).collect();
+        let want: Vec<String> = (0..N).map(|e| format!("t{i}-{e}")).collect();
+        assert_eq!(got, want, "every event over TLS, in order");
+        let m = cluster.master_for(key);
+        assert!(
+            wait_until(WAIT, || stream_events(&cluster, m, key, &format!("t{i}"))
+                == (0..N).collect::<Vec<_>>()),
+            "{key} on node {m}: {:?}",
+            stream_events(&cluster, m, key, &format!("t{i}"))
+        );
+        eprintln!(
+            "cluster over TLS: {N} events published and in {key} within {:?}",
+            t.elapsed()
+        );
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut cluster.con(m))
+            .unwrap();
+        let tls_port = cluster.tls_ports[m];
+        assert!(
+            list.lines().any(|l| l.contains("name=mod_cc_events")
+                && l.contains(&format!("laddr=127.0.0.1:{tls_port} "))),
+            "the module's connection to node {m} is on its TLS port {tls_port}:\n{list}"
+        );
+        module.unload();
+    }
+    assert!(
+        logged("connected to Redis at cluster 127.0.0.1:") && logged("(3 masters) tls"),
+        "{:?}",
+        core::logs()
+    );
+}

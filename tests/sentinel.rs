@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use harness::common::{agent_of, status, status_event, status_line};
 use harness::core::{self, LoadedModule};
 use harness::redis::{free_port, temp_dir, wait_until, RedisServer};
+use harness::tls::Certs;
 
 const WAIT: Duration = Duration::from_secs(20);
 const SWITCH_LOG_ERROR: i32 = 3;
@@ -361,9 +362,42 @@ fn a_failover_is_followed_within_two_seconds_of_the_promotion_and_loses_nothing(
     let sentinels: Vec<SentinelProcess> = (0..3)
         .map(|_| SentinelProcess::start(master.port, 2, &[]))
         .collect();
+    let addrs: Vec<String> = sentinels.iter().map(SentinelProcess::addr).collect();
+    let (m, r) = (master.port, replica.port);
+    follow_failover(&mut master, m, &replica, r, &sentinels, &addrs, &[], "");
+}
+
+/// True when the module's connection to `server` came in on `port` (its
+/// plain or its TLS port), as `CLIENT LIST` shows it.
+fn module_on_port(server: &RedisServer, port: u16) -> bool {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut server.connection())
+        .unwrap();
+    list.lines().any(|l| {
+        l.contains("name=mod_cc_events") && l.contains(&format!("laddr=127.0.0.1:{port} "))
+    })
+}
+
+/// The failover figures and checks of both failover tests. The module is
+/// configured with `addrs` (the sentinels as it reaches them) and `extra`;
+/// `master_port` and `replica_port` are the ports the sentinels name (the
+/// TLS ports over TLS). The test's subscribers and admin connections use
+/// each server's plain port.
+#[allow(clippy::too_many_arguments)]
+fn follow_failover(
+    master: &mut RedisServer,
+    master_port: u16,
+    replica: &RedisServer,
+    replica_port: u16,
+    sentinels: &[SentinelProcess],
+    addrs: &[String],
+    extra: &[(&str, &str)],
+    label: &str,
+) {
     // Each sentinel must know the replica (to promote it) and the two others
     // (to agree that the master is down and to elect a leader).
-    for s in &sentinels {
+    for s in sentinels {
         let ready = wait_until(WAIT, || {
             let m = s.master_info();
             m.get("num-slaves").is_some_and(|n| n == "1")
@@ -376,15 +410,18 @@ fn a_failover_is_followed_within_two_seconds_of_the_promotion_and_loses_nothing(
             s.master_info()
         );
     }
-    let addrs: Vec<String> = sentinels.iter().map(SentinelProcess::addr).collect();
-    sentinel_config(&addrs, &[]);
-    let old_sub = Recorder::new(&master);
-    let new_sub = Recorder::new(&replica);
+    sentinel_config(addrs, extra);
+    let old_sub = Recorder::new(master);
+    let new_sub = Recorder::new(replica);
     let module = LoadedModule::load().expect("load");
     assert!(
-        wait_until(WAIT, || status().contains(&connected_via(master.port))),
+        wait_until(WAIT, || status().contains(&connected_via(master_port))),
         "{}",
         status()
+    );
+    assert!(
+        module_on_port(master, master_port),
+        "the module is not connected to the master's port {master_port}"
     );
 
     const RATE: u32 = 200;
@@ -401,12 +438,12 @@ fn a_failover_is_followed_within_two_seconds_of_the_promotion_and_loses_nothing(
     let mut most_queued = 0;
     let seen = wait_until(Duration::from_secs(30), || {
         most_queued = most_queued.max(status_line("queued"));
-        if promoted.is_none() && role(&replica) == "master" {
+        if promoted.is_none() && role(replica) == "master" {
             promoted = Some(killed.elapsed());
         }
         if polls
             .iter_mut()
-            .any(|c| SentinelProcess::master_port(c) == Some(replica.port))
+            .any(|c| SentinelProcess::master_port(c) == Some(replica_port))
         {
             switched = Some(Instant::now());
         }
@@ -472,7 +509,7 @@ fn a_failover_is_followed_within_two_seconds_of_the_promotion_and_loses_nothing(
     let new_ids: Vec<usize> = new_sub.ids().into_iter().map(|(_, i)| i).collect();
     let duplicates = assert_last_copies_in_order(&new_ids);
     eprintln!(
-        "Sentinel failover at {RATE} events/s (3 sentinels, down-after-milliseconds 1000, module defaults): \
+        "Sentinel failover{label} at {RATE} events/s (3 sentinels, down-after-milliseconds 1000, module defaults): \
          the replica was promoted {:.2} s after the kill and named by the sentinels {:.2} s after the kill; \
          publishing resumed {:.2} s after the sentinels named it ({:.2} s after the promotion, {:.2} s after the kill); \
          {n} fired, {lost} lost, {dropped} dropped, {duplicates} duplicates on the new master (events the old one had replicated and then did not confirm), \
@@ -504,19 +541,102 @@ fn a_failover_is_followed_within_two_seconds_of_the_promotion_and_loses_nothing(
         "publishing resumed {after_promotion:?} after the sentinels named the new master"
     );
     let s = status();
-    assert!(s.contains(&connected_via(replica.port)), "{s}");
-    assert_eq!(role(&replica), "master");
+    assert!(s.contains(&connected_via(replica_port)), "{s}");
+    assert_eq!(role(replica), "master");
+    assert!(
+        module_on_port(replica, replica_port),
+        "the module is not connected to the new master's port {replica_port}"
+    );
     // The outage is in the log, and its end.
     let logs = core::logs();
     assert!(
         logs.iter().any(|l| l.level == SWITCH_LOG_INFO
             && l.text.starts_with(&format!(
                 "connected to Redis at master 'mymaster' 127.0.0.1:{} via sentinel 127.0.0.1:",
-                replica.port
+                replica_port
             ))),
         "{logs:#?}"
     );
     module.unload();
+}
+
+/// The TLS params of a data node or a sentinel (`tls-port`, the certificate
+/// for 127.0.0.1 and localhost, the CA), replicating and monitoring over TLS.
+fn tls_conf(certs: &Certs, tls_port: u16) -> Vec<(String, String)> {
+    [
+        ("tls-port", tls_port.to_string()),
+        ("tls-cert-file", certs.path("redis.crt")),
+        ("tls-key-file", certs.path("redis.key")),
+        ("tls-ca-cert-file", certs.path("ca.crt")),
+        ("tls-auth-clients", "no".into()),
+        ("tls-replication", "yes".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// A redis-server with `tls_conf` (and `extra` args); returns its TLS port.
+fn tls_server(certs: &Certs, extra: &[&str]) -> (RedisServer, u16) {
+    let tls_port = free_port();
+    let mut args: Vec<String> = tls_conf(certs, tls_port)
+        .into_iter()
+        .flat_map(|(k, v)| [format!("--{k}"), v])
+        .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (RedisServer::start_with(free_port(), &args), tls_port)
+}
+
+/// Sentinel, the master, the replica and the module all over TLS: the module
+/// knows only the sentinels' TLS ports, the sentinels monitor and name the
+/// data nodes' TLS ports, and the replica replicates over TLS. The test's own
+/// subscribers and admin connections use plain ports beside them (the redis
+/// crate the tests use has no TLS); `CLIENT LIST` shows which port the
+/// module's connection came in on.
+#[test]
+fn over_tls_the_sentinels_are_asked_the_master_is_used_and_a_failover_is_followed() {
+    let _g = core::exclusive();
+    core::take_logs();
+    let certs = Certs::make();
+    let (mut master, master_tls) = tls_server(&certs, &[]);
+    let mt = master_tls.to_string();
+    let (replica, replica_tls) = tls_server(&certs, &["--replicaof", "127.0.0.1", &mt]);
+    let mut conn = replica.connection();
+    let synced = wait_until(WAIT, || {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut conn)
+            .unwrap();
+        info.contains("master_link_status:up")
+    });
+    assert!(synced, "the replica did not sync over TLS within {WAIT:?}");
+    let mut tls_ports = Vec::new();
+    let sentinels: Vec<SentinelProcess> = (0..3)
+        .map(|_| {
+            let port = free_port();
+            tls_ports.push(port);
+            let lines: Vec<String> = tls_conf(&certs, port)
+                .into_iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            SentinelProcess::start(master_tls, 2, &lines)
+        })
+        .collect();
+    let addrs: Vec<String> = tls_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let ca = certs.path("ca.crt");
+    let extra = [("tls", "true"), ("tls-ca-file", ca.as_str())];
+    follow_failover(
+        &mut master,
+        master_tls,
+        &replica,
+        replica_tls,
+        &sentinels,
+        &addrs,
+        &extra,
+        " over TLS",
+    );
 }
 
 #[test]

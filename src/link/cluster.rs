@@ -38,6 +38,7 @@ use redis::{
 
 use super::net::{Cut, Io};
 use super::standalone::{self, Conn};
+use super::tls::TlsClient;
 use super::{resp, Exchange, Failure, Link};
 use crate::config::{addrs, RedisSettings, Topology};
 use crate::fs::resolve::{Failed, Resolver};
@@ -58,6 +59,9 @@ pub struct Cluster {
     /// Scripts loaded through this link, by SHA1: an EVALSHA that a node does
     /// not know (a replica promoted since, a node added) goes again as EVAL.
     scripts: HashMap<String, Vec<u8>>,
+    /// With `tls=true`: the `tls-*` files read once per link (at the first
+    /// connect that could read them), a TLS session per node connection.
+    tls: Option<TlsClient>,
 }
 
 impl Cluster {
@@ -73,6 +77,7 @@ impl Cluster {
             conn: None,
             masters: None,
             scripts: HashMap::new(),
+            tls: None,
         }
     }
 
@@ -150,14 +155,21 @@ impl Cluster {
 impl Link for Cluster {
     fn connect(&mut self, until: Instant) -> Result<(), Failure> {
         self.close();
+        if let (Some(t), None) = (&self.settings.tls, &self.tls) {
+            let tls = TlsClient::new(t).map_err(|e| Failure::Broken(e.to_string()))?;
+            self.tls = Some(tls);
+        }
         let client = self.client()?;
         let stop = self.stop.clone();
-        let conn = bounded(until, &stop, || client.get_generic_connection::<Node>());
+        let tls = self.tls.clone();
+        let conn = bounded(until, &stop, tls.as_ref(), || {
+            client.get_generic_connection::<Node>()
+        });
         let mut conn = conn.map_err(|e| self.failure(Trouble::Io(e), until))?;
         // One question to any node: is the cluster serving all its slots,
         // and how many masters share them? A user without +cluster|info
         // connects all the same.
-        let info = bounded(until, &stop, || {
+        let info = bounded(until, &stop, tls.as_ref(), || {
             conn.route_command(
                 redis::cmd("CLUSTER").arg("INFO"),
                 RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
@@ -187,7 +199,7 @@ impl Link for Cluster {
         // master is flagged as failed, CLUSTER INFO still says ok, and a link
         // that connects only to fail at once would log each round of an
         // outage. Any reply will do (a strict ACL may refuse PING).
-        let ping = bounded(until, &stop, || {
+        let ping = bounded(until, &stop, tls.as_ref(), || {
             conn.route_command(
                 &redis::cmd("PING"),
                 RoutingInfo::MultiNode((
@@ -241,8 +253,11 @@ impl Link for Cluster {
             };
         };
         let stop = self.stop.clone();
+        let tls = self.tls.clone();
         let scripts = &self.scripts;
-        let (ok, trouble) = bounded(until, &stop, || run(conn, commands, &cmds, scripts));
+        let (ok, trouble) = bounded(until, &stop, tls.as_ref(), || {
+            run(conn, commands, &cmds, scripts)
+        });
         Exchange {
             ok,
             failure: trouble.map(|t| self.failure(t, until)),
@@ -519,6 +534,8 @@ fn text_of(v: &Value) -> String {
 struct Bound {
     until: Instant,
     stop: Arc<Stop>,
+    /// The link's TLS client, for the node connections opened in the call.
+    tls: Option<TlsClient>,
 }
 
 thread_local! {
@@ -527,8 +544,14 @@ thread_local! {
     static BOUND: RefCell<Option<Bound>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with `until` (and the shutdown deadline) bounding every node operation.
-fn bounded<T>(until: Instant, stop: &Arc<Stop>, f: impl FnOnce() -> T) -> T {
+/// Runs `f` with `until` (and the shutdown deadline) bounding every node
+/// operation, and node connections opened with `tls` when it is set.
+fn bounded<T>(
+    until: Instant,
+    stop: &Arc<Stop>,
+    tls: Option<&TlsClient>,
+    f: impl FnOnce() -> T,
+) -> T {
     struct Restore(Option<Bound>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -540,6 +563,7 @@ fn bounded<T>(until: Instant, stop: &Arc<Stop>, f: impl FnOnce() -> T) -> T {
         b.borrow_mut().replace(Bound {
             until,
             stop: stop.clone(),
+            tls: tls.cloned(),
         })
     });
     let _restore = Restore(prev);
@@ -552,6 +576,11 @@ fn bound(fallback: Duration) -> (Instant, Arc<Stop>) {
         Some(b) => (b.until, b.stop.clone()),
         None => (Instant::now() + fallback, Arc::new(Stop::default())),
     })
+}
+
+/// The TLS client of the link call in progress (None: plain TCP).
+fn bound_tls() -> Option<TlsClient> {
+    BOUND.with(|b| b.borrow().as_ref().and_then(|b| b.tls.clone()))
 }
 
 /// Outside a link call (never, as the link is written) a node operation may take this long.
@@ -579,8 +608,8 @@ impl Node {
                 io::Error::new(e.kind(), format!("{addr} closed the connection"))
             }
             Io::Failed(e) => io::Error::new(e.kind(), format!("{addr}: {e}")),
-            // Never: node connections are plain TCP (cluster with tls is refused).
-            Io::Tls(why) => io::Error::other(format!("{addr}: {why}")),
+            // Already names the node and says what to change.
+            Io::Tls(why) => io::Error::other(why),
         };
         RedisError::from(e)
     }
@@ -697,7 +726,6 @@ impl Connect for Node {
             let share = Instant::now() + left / (count - i as u32);
             match standalone::open(a, share, &stop) {
                 Ok(stream) => {
-                    // cluster with tls is refused by the config: plain TCP.
                     node.conn = Some(Conn {
                         stream,
                         tls: None,
@@ -707,6 +735,19 @@ impl Connect for Node {
                 }
                 Err(e) => last = Some(node.io(e)),
             }
+        }
+        if let (Some(client), Some(conn)) = (bound_tls(), node.conn.as_mut()) {
+            // The server name is the address the cluster announces for the
+            // node (or tls-server-name), so its certificate must list it.
+            let target = format!("Redis Cluster node {host}:{port} tls");
+            let mut session = client
+                .session(&host, port, &target)
+                .map_err(|why| RedisError::from(io::Error::other(why)))?;
+            if let Err(e) = session.handshake(&conn.stream, until, &stop) {
+                node.conn = None;
+                return Err(node.io(e));
+            }
+            conn.tls = Some(Box::new(session));
         }
         if node.conn.is_none() {
             return Err(last.unwrap_or_else(|| node.closed()));
@@ -869,8 +910,8 @@ mod tests {
     fn the_bound_is_the_calls_and_is_restored_after_it() {
         let stop = Arc::new(Stop::default());
         let until = Instant::now() + Duration::from_secs(60);
-        let inner = bounded(until, &stop, || {
-            let nested = bounded(Instant::now(), &stop, || bound(UNBOUND).0);
+        let inner = bounded(until, &stop, None, || {
+            let nested = bounded(Instant::now(), &stop, None, || bound(UNBOUND).0);
             (bound(UNBOUND).0, nested)
         });
         assert_eq!(inner.0, until);
@@ -887,12 +928,17 @@ mod tests {
         let port = silent.local_addr().unwrap().port();
         let stop = Arc::new(Stop::default());
         let t = Instant::now();
-        let r = bounded(Instant::now() + Duration::from_millis(100), &stop, || {
-            Node::connect(
-                ConnectionAddr::Tcp("127.0.0.1".into(), port),
-                Some(Duration::from_secs(5)),
-            )
-        });
+        let r = bounded(
+            Instant::now() + Duration::from_millis(100),
+            &stop,
+            None,
+            || {
+                Node::connect(
+                    ConnectionAddr::Tcp("127.0.0.1".into(), port),
+                    Some(Duration::from_secs(5)),
+                )
+            },
+        );
         let e = r.err().expect("no answer, no connection");
         assert!(e.is_timeout(), "{e}");
         let took = t.elapsed();
@@ -902,7 +948,7 @@ mod tests {
         );
         // Past the bound, at once.
         let t = Instant::now();
-        let r = bounded(Instant::now(), &stop, || {
+        let r = bounded(Instant::now(), &stop, None, || {
             Node::connect(ConnectionAddr::Tcp("127.0.0.1".into(), port), None)
         });
         assert!(r.is_err());

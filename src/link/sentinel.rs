@@ -9,7 +9,7 @@
 //! asks the sentinels again instead of retrying a replica forever.
 //!
 //! The sentinels and the master are each reached through a [`Standalone`], so
-//! they get its deadlines and its transport (TLS as well, once it has it).
+//! they get its deadlines and its transport, TLS included.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -14,8 +14,8 @@
 //! into one `rustls::ClientConfig` (read once per link), and
 //! [`TlsClient::session`] starts a [`Session`] for one connection to one host.
 //! Standalone uses it; Sentinel (whose links to sentinels and masters are
-//! Standalone links) gets it for free, and a Cluster link can open one
-//! session per node the same way.
+//! Standalone links) gets it for free, and a Cluster link builds one client
+//! and opens one session per node connection.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, TcpStream};

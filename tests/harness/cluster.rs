@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::redis::{free_port, temp_dir, wait_until, RedisServer};
+use super::tls::Certs;
 
 const NODES: usize = 6;
 
@@ -44,6 +45,9 @@ impl NodeLine {
 pub struct Cluster {
     /// `None` once killed.
     pub nodes: Vec<Option<RedisServer>>,
+    /// Each node's `tls-port` (empty for a plaintext cluster): the module
+    /// uses these; the test's own connections use the plain ports.
+    pub tls_ports: Vec<u16>,
 }
 
 impl Cluster {
@@ -51,11 +55,20 @@ impl Cluster {
     /// replicas; returns once every node reports `cluster_state:ok`, knows
     /// all six, and every replica is in sync with its master (bounded waits).
     pub fn start(extra: &[&str]) -> Cluster {
+        Self::start_tls(extra, None)
+    }
+
+    /// `start`, each node with a `tls-port` as well (the certificate for
+    /// 127.0.0.1 and localhost from `certs`, `tls-cluster yes` and
+    /// `tls-replication yes`: the bus and replication over TLS), joined by
+    /// `redis-cli --tls --cluster create` on the TLS ports.
+    pub fn start_tls(extra: &[&str], certs: Option<&Certs>) -> Cluster {
         let started = Instant::now();
+        let mut tls_ports = Vec::new();
         let nodes: Vec<Option<RedisServer>> = (0..NODES)
             .map(|_| {
                 let bus = free_port().to_string();
-                let mut args = vec![
+                let mut args: Vec<String> = [
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
@@ -68,13 +81,37 @@ impl Cluster {
                     // A replica's first sync starts at once, not after the default 5 s.
                     "--repl-diskless-sync-delay",
                     "0",
-                ];
-                args.extend_from_slice(extra);
+                ]
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+                if let Some(c) = certs {
+                    let tls_port = free_port();
+                    tls_ports.push(tls_port);
+                    args.extend([
+                        "--tls-port".to_string(),
+                        tls_port.to_string(),
+                        "--tls-cert-file".into(),
+                        c.path("node.crt"),
+                        "--tls-key-file".into(),
+                        c.path("redis.key"),
+                        "--tls-ca-cert-file".into(),
+                        c.path("ca.crt"),
+                        "--tls-auth-clients".into(),
+                        "no".into(),
+                        "--tls-cluster".into(),
+                        "yes".into(),
+                        "--tls-replication".into(),
+                        "yes".into(),
+                    ]);
+                }
+                args.extend(extra.iter().map(|a| a.to_string()));
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 Some(RedisServer::start_with(free_port(), &args))
             })
             .collect();
-        let c = Cluster { nodes };
-        c.create();
+        let c = Cluster { nodes, tls_ports };
+        c.create(certs);
         let ready = wait_until(Duration::from_secs(20), || c.settled());
         assert!(
             ready,
@@ -85,12 +122,19 @@ impl Cluster {
         c
     }
 
-    fn create(&self) {
+    fn create(&self, certs: Option<&Certs>) {
         let dir = temp_dir("cluster-create");
         let log = dir.join("redis-cli.log");
         let mut cmd = Command::new("redis-cli");
+        let ports = match certs {
+            Some(c) => {
+                cmd.args(["--tls", "--cacert", &c.path("ca.crt")]);
+                self.tls_ports.clone()
+            }
+            None => self.ports(),
+        };
         cmd.args(["--cluster", "create"]);
-        for p in self.ports() {
+        for p in ports {
             cmd.arg(format!("127.0.0.1:{p}"));
         }
         cmd.args(["--cluster-replicas", "1", "--cluster-yes"])

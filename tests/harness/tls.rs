@@ -50,6 +50,15 @@ impl Certs {
         openssl(d, "x509 -req -days 2 -in redis.csr -CA ca.crt -CAkey ca.key -CAcreateserial -extfile redis.ext -out redis.crt");
         // The same, already expired (-days -1 puts notAfter before notBefore).
         openssl(d, "x509 -req -days -1 -in redis.csr -CA ca.crt -CAkey ca.key -CAcreateserial -extfile redis.ext -out expired.crt");
+        // A cluster node's certificate: the cluster bus (tls-cluster yes)
+        // always asks the connecting node for a certificate, so it must be
+        // good for clientAuth as well.
+        std::fs::write(
+            d.join("node.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+        )
+        .unwrap();
+        openssl(d, "x509 -req -days 2 -in redis.csr -CA ca.crt -CAkey ca.key -CAcreateserial -extfile node.ext -out node.crt");
         // The module's client certificate, for tls-auth-clients yes.
         std::fs::write(d.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
         openssl(d, "req -newkey rsa:2048 -nodes -subj /CN=mod_cc_events -keyout client.key -out client.csr");
