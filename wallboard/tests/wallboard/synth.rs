@@ -146,7 +146,18 @@ impl Synth {
             .map(|i| {
                 let name = agent_name(i / self.per_queue, i % self.per_queue);
                 let mut json = agent_json(&name, "Waiting", 0, now);
-                json["status"] = self.status(i % self.per_queue).into();
+                let status = self.status(i % self.per_queue);
+                json["status"] = status.into();
+                // Each agent in its state for a while already, as on a floor
+                // in mid-shift: the board's timers differ from the start.
+                let now_s = (now / 1_000_000) as i64;
+                let (status_change, call_end) = match status {
+                    "Logged Out" => (now_s - 7200, now_s - 9000),
+                    "On Break" => (now_s - 420 - (i as i64 * 13) % 300, now_s - 1800),
+                    _ => (now_s - 10_800, now_s - (i as i64 * 7919) % 1500),
+                };
+                json["last_status_change"] = status_change.into();
+                json["last_bridge_end"] = call_end.into();
                 let json = json.to_string();
                 (name, json)
             })
