@@ -178,15 +178,21 @@ impl Hub {
                 // Changes that arrive meanwhile join this push.
                 tokio::time::sleep_until(due).await;
             }
-            let mut inner = self.lock();
-            if inner.pending.is_empty() {
-                continue;
-            }
-            let delta = std::mem::take(&mut inner.pending);
-            inner.ticker.extend(delta.ticker.iter().cloned());
-            let extra = inner.ticker.len().saturating_sub(TICKER_LEN);
-            inner.ticker.drain(..extra);
-            inner.last_push = Some(Instant::now());
+            let delta = {
+                let mut inner = self.lock();
+                if inner.pending.is_empty() {
+                    continue;
+                }
+                let delta = std::mem::take(&mut inner.pending);
+                inner.ticker.extend(delta.ticker.iter().cloned());
+                let extra = inner.ticker.len().saturating_sub(TICKER_LEN);
+                inner.ticker.drain(..extra);
+                inner.last_push = Some(Instant::now());
+                delta
+            };
+            // Serialized without the lock, so that the follower goes on
+            // applying. A browser that subscribes meanwhile has these
+            // changes in its snapshot already; getting them again is harmless.
             let mut data = serde_json::to_value(&delta).unwrap_or_default();
             data["server_time"] = now_ms().into();
             let _ = self.frames.send(Frame {
