@@ -269,12 +269,23 @@ impl Sse {
 /// wait longer and prove nothing more.
 static BROWSERS: Mutex<()> = Mutex::new(());
 
+/// chromedriver, stopped by its pid when dropped: also when the session
+/// cannot be started, which would otherwise leave it running.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A headless Chromium driven through its chromedriver, both started here
 /// and stopped when dropped. Calls block, so that tests read top to bottom.
 pub struct Browser {
     rt: tokio::runtime::Runtime,
     client: Option<fantoccini::Client>,
-    driver: Child,
+    _driver: Driver,
     profile: PathBuf,
     _turn: std::sync::MutexGuard<'static, ()>,
 }
@@ -291,12 +302,14 @@ impl Browser {
         };
         let turn = BROWSERS.lock().unwrap_or_else(|p| p.into_inner());
         let port = free_port();
-        let driver = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
+        let driver = Driver(
+            Command::new(chromedriver)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start chromedriver"),
+        );
         let ready = wait_until(WAIT, || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
                 && get(port, "/status", &[]).body.contains("\"ready\":true")
@@ -333,7 +346,7 @@ impl Browser {
         Browser {
             rt,
             client: Some(client),
-            driver,
+            _driver: driver,
             profile,
             _turn: turn,
         }
@@ -398,8 +411,6 @@ impl Drop for Browser {
         if let Some(c) = self.client.take() {
             let _ = self.rt.block_on(c.close());
         }
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
