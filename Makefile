@@ -1,6 +1,7 @@
 # mod_cc_events: build, install from source, or build the Debian package.
 #
-#   make                      build target/release/libmod_cc_events.so
+#   make                      build target/release/libmod_cc_events.so (the module
+#                             alone: not the workspace's wallboard)
 #   make install              build if cargo is available, then install the module
 #                             and, unless one exists already, the sample config
 #   make uninstall            remove the module (the config is left in place)
@@ -40,14 +41,16 @@ CONF_DEST = $(DESTDIR)$(CONFDIR)/autoload_configs/cc_events.conf.xml
 
 all: build
 
+# -p: the module only, with its own dependency features; `cargo build` at the
+# top would also build cc-wallboard (wallboard/) and unify redis's features.
 build:
-	$(CARGO) build --release
+	$(CARGO) build --release -p mod_cc_events
 
 # `sudo make install` often runs without ~/.cargo/bin in PATH: then install
 # what `make build` produced instead of failing.
 install:
 	@if command -v $(CARGO) >/dev/null 2>&1; then \
-		echo "$(CARGO) build --release"; $(CARGO) build --release || exit 1; \
+		echo "$(CARGO) build --release -p mod_cc_events"; $(CARGO) build --release -p mod_cc_events || exit 1; \
 	elif [ -f "$(SO)" ]; then \
 		echo "$(CARGO) not found in PATH; installing the existing $(SO)"; \
 	else \

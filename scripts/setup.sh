@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building and testing mod_cc_events needs on Debian/Ubuntu:
 # redis-server (the tests start their own), libclang (bindgen), pkg-config, a C compiler,
-# and python3-redis (the state mirror's Python recipe runs in a test).
+# python3-redis (the state mirror's Python recipe runs in a test), and chromium
+# with chromium-driver (the wallboard's browser tests).
 # Rust itself is expected to be installed already (rustup).
 set -euo pipefail
 
-packages=(redis-server redis-sentinel openssl libclang-dev pkg-config build-essential python3-redis)
+packages=(redis-server redis-sentinel openssl libclang-dev pkg-config build-essential python3-redis chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -219,7 +219,11 @@ impl Run {
                 self.connect();
                 continue;
             }
-            if self.batch.is_empty() && !draining && self.state_work() {
+            // A new connection loads the mirror's script before anything else:
+            // a batch kept across a reconnect calls it, and would otherwise
+            // meet NOSCRIPT on a restarted server again and again.
+            let no_script = self.state.as_ref().is_some_and(|st| !st.script_loaded);
+            if (self.batch.is_empty() || no_script) && !draining && self.state_work() {
                 continue;
             }
             if self.batch.is_empty() {
@@ -282,6 +286,9 @@ impl Run {
                 self.last_io = Instant::now();
             }
             Err(f) => {
+                // Not a routine idle close after all: the server is gone, and
+                // may come back empty, so the next connection reseeds.
+                self.quiet = false;
                 self.w.stats.connected.store(false, Relaxed);
                 self.health
                     .failed(&self.w.log, &self.w.stats, f.message().to_string());

@@ -524,6 +524,58 @@ fn after_an_outage_that_dropped_events_the_mirror_is_reseeded() {
     t.module.unload();
 }
 
+/// Redis restarts empty (no persistence): the module writes the whole mirror
+/// into it again, whether its link was idle when Redis went (the keep-alive
+/// finds it closed) or events were waiting to be sent (their state writes
+/// need the script the new server does not have yet).
+#[test]
+fn a_restarted_redis_gets_the_whole_mirror_again_from_an_idle_or_a_busy_link() {
+    for busy in [false, true] {
+        let _exclusive = core::exclusive();
+        let cc = Callcenter::new(1, 2);
+        cc.serve();
+        let mut redis = harness::redis::RedisServer::start();
+        harness::config_for(redis.port, &[("state", "true"), ("stream", "cc_stream")]);
+        let module = core::LoadedModule::load().expect("load");
+        let mut con = redis.connection();
+        assert!(wait_until(WAIT, || seeded(&mut con)), "never seeded");
+        cc.set_status("agent-0-0@test", "Available");
+        assert!(wait_until(WAIT, || published_all(1)));
+        if !busy {
+            // The case itself, not a wait for something: a link idle for
+            // longer than idle-ping-ms (1 s), which the keep-alive checks.
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        let port = redis.port;
+        redis.stop();
+        if busy {
+            cc.set_status("agent-0-1@test", "On Break");
+        } else {
+            assert!(
+                wait_until(WAIT, || core::api("cc_events", "status")
+                    .unwrap()
+                    .contains("NOT connected")),
+                "the keep-alive never found Redis gone"
+            );
+        }
+        let redis = harness::redis::RedisServer::start_on(port);
+        let mut con = redis.connection();
+        assert!(
+            wait_until(WAIT, || seeded(&mut con)
+                && our_agents(&snapshot(&mut con, P)) == db_agents(&cc)),
+            "busy: {busy}: the restarted Redis holds {:?}\n{}{:#?}",
+            snapshot(&mut con, P),
+            core::api("cc_events", "status").unwrap(),
+            core::logs()
+                .iter()
+                .map(|l| l.text.trim_end().to_string())
+                .collect::<Vec<_>>()
+        );
+        drop(redis);
+        module.unload();
+    }
+}
+
 /// Tier changes fire no event: the periodic refresh finds them, writes only
 /// the difference, and puts it in the stream as a state-update entry.
 #[test]

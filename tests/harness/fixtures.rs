@@ -7,7 +7,12 @@ use std::path::PathBuf;
 use super::core::OwnedEvent;
 
 pub fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    // A crate that borrows this harness from elsewhere in the workspace (the
+    // wallboard) names the fixtures: its CARGO_MANIFEST_DIR is its own.
+    match option_env!("CC_EVENTS_FIXTURES") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"),
+    }
 }
 
 /// `%XX` decoding, as FreeSWITCH url-encodes `event plain` values.
