@@ -9,13 +9,14 @@
 
 mod harness;
 
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use harness::common::{agent_of, config, status, status_event};
 use harness::core::{self, LoadedModule};
 use harness::proxy::Proxy;
 use harness::redis::{free_port, wait_until, RedisServer, Subscriber};
-use harness::tls::{redis_with_tls, Certs};
+use harness::tls::{redis_tls_server, redis_with_tls, Certs};
 
 const WAIT: Duration = Duration::from_secs(20);
 const SWITCH_LOG_ERROR: i32 = 3;
@@ -100,11 +101,41 @@ fn retry_params() -> Vec<(&'static str, &'static str)> {
     vec![("reconnect-min-ms", "100"), ("reconnect-max-ms", "200")]
 }
 
+/// `retry_params` with TLS on, checked against `ca`, then `extra`.
+fn tls_retry_params<'a>(ca: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut params = retry_params();
+    params.extend([("tls", "true"), ("tls-ca-file", ca)]);
+    params.extend_from_slice(extra);
+    params
+}
+
+/// The start of each test with a module: the module to itself, an empty log,
+/// fresh certificates.
+fn begin() -> (MutexGuard<'static, ()>, Certs) {
+    let guard = core::exclusive();
+    core::take_logs();
+    (guard, Certs::make())
+}
+
+/// Loads the module with `params`, pointed at `proxy`, and checks that it
+/// fails with `error` and keeps retrying (`fails_and_retries_with_backoff`).
+fn loads_failing_with(proxy: &Proxy, params: &[(&str, &str)], error: &str) -> LoadedModule {
+    config(proxy.port, params);
+    let module = LoadedModule::load().expect("load");
+    fails_and_retries_with_backoff(proxy, error);
+    module
+}
+
+/// Writes `params` for `port` and asks the running module to reload them;
+/// returns the reply.
+fn reload_with(port: u16, params: &[(&str, &str)]) -> String {
+    config(port, params);
+    core::api("cc_events", "reload").unwrap()
+}
+
 #[test]
 fn events_are_published_over_tls_checked_by_ip_and_by_name() {
-    let _g = core::exclusive();
-    core::take_logs();
-    let certs = Certs::make();
+    let (_g, certs) = begin();
     let (redis, tls_port) = redis_with_tls(&certs, "no");
     let ca = certs.path("ca.crt");
     config(tls_port, &[("tls", "true"), ("tls-ca-file", &ca)]);
@@ -124,7 +155,7 @@ fn events_are_published_over_tls_checked_by_ip_and_by_name() {
 
     // By name, through the resolver: the certificate lists localhost.
     let port = tls_port.to_string();
-    config(
+    let reply = reload_with(
         tls_port,
         &[
             ("host", "localhost"),
@@ -133,7 +164,6 @@ fn events_are_published_over_tls_checked_by_ip_and_by_name() {
             ("tls-ca-file", &ca),
         ],
     );
-    let reply = core::api("cc_events", "reload").unwrap();
     assert!(reply.contains("reconnecting"), "{reply}");
     wait_connected("localhost", tls_port);
     publishes(&sub, &["by-name"]);
@@ -142,19 +172,15 @@ fn events_are_published_over_tls_checked_by_ip_and_by_name() {
 
 #[test]
 fn a_client_certificate_is_required_by_tls_auth_clients_yes_and_then_presented() {
-    let _g = core::exclusive();
-    core::take_logs();
-    let certs = Certs::make();
+    let (_g, certs) = begin();
     let (redis, tls_port) = redis_with_tls(&certs, "yes");
     let ca = certs.path("ca.crt");
     let proxy = Proxy::to(tls_port);
-    let mut params = retry_params();
-    params.extend([("tls", "true"), ("tls-ca-file", ca.as_str())]);
-    config(proxy.port, &params);
+    let mut params = tls_retry_params(&ca, &[]);
     let sub = Subscriber::new(&redis, "callcenter_events");
-    let module = LoadedModule::load().expect("load");
-    fails_and_retries_with_backoff(
+    let module = loads_failing_with(
         &proxy,
+        &params,
         "requires a client certificate (tls-auth-clients yes; alert: CertificateRequired): set tls-cert-file and tls-key-file",
     );
 
@@ -163,8 +189,7 @@ fn a_client_certificate_is_required_by_tls_auth_clients_yes_and_then_presented()
         ("tls-cert-file", cert.as_str()),
         ("tls-key-file", key.as_str()),
     ]);
-    config(proxy.port, &params);
-    let reply = core::api("cc_events", "reload").unwrap();
+    let reply = reload_with(proxy.port, &params);
     assert!(reply.contains("reconnecting"), "{reply}");
     wait_connected("127.0.0.1", proxy.port);
     publishes(&sub, &["with-cert"]);
@@ -173,15 +198,11 @@ fn a_client_certificate_is_required_by_tls_auth_clients_yes_and_then_presented()
 
     // A certificate Redis's CA did not sign is refused by Redis.
     let (other, other_key) = (certs.path("other-ca.crt"), certs.path("other-ca.key"));
-    let mut wrong = retry_params();
-    wrong.extend([
-        ("tls", "true"),
-        ("tls-ca-file", ca.as_str()),
-        ("tls-cert-file", other.as_str()),
-        ("tls-key-file", other_key.as_str()),
-    ]);
-    config(proxy.port, &wrong);
-    core::api("cc_events", "reload").unwrap();
+    let wrong = tls_retry_params(
+        &ca,
+        &[("tls-cert-file", &other), ("tls-key-file", &other_key)],
+    );
+    reload_with(proxy.port, &wrong);
     let want = format!("refused the client certificate tls-cert-file ({other})");
     assert!(
         wait_until(WAIT, || status().contains(&want)),
@@ -193,18 +214,14 @@ fn a_client_certificate_is_required_by_tls_auth_clients_yes_and_then_presented()
 
 #[test]
 fn a_wrong_ca_is_a_clear_error_retried_with_backoff_even_without_hostname_checks() {
-    let _g = core::exclusive();
-    core::take_logs();
-    let certs = Certs::make();
+    let (_g, certs) = begin();
     let (_redis, tls_port) = redis_with_tls(&certs, "no");
     let proxy = Proxy::to(tls_port);
     let other = certs.path("other-ca.crt");
-    let mut params = retry_params();
-    params.extend([("tls", "true"), ("tls-ca-file", other.as_str())]);
-    config(proxy.port, &params);
-    let module = LoadedModule::load().expect("load");
-    fails_and_retries_with_backoff(
+    let mut params = tls_retry_params(&other, &[]);
+    let module = loads_failing_with(
         &proxy,
+        &params,
         &format!(
             "the certificate of Redis at 127.0.0.1:{} db 0 tls is not signed by tls-ca-file ({other}): set tls-ca-file to the CA that signed Redis's tls-cert-file",
             proxy.port
@@ -215,30 +232,20 @@ fn a_wrong_ca_is_a_clear_error_retried_with_backoff_even_without_hostname_checks
     // tls-verify-hostname=false skips the name, never the chain.
     core::take_logs();
     params.push(("tls-verify-hostname", "false"));
-    config(proxy.port, &params);
-    let module = LoadedModule::load().expect("load");
-    fails_and_retries_with_backoff(&proxy, "is not signed by tls-ca-file");
+    let module = loads_failing_with(&proxy, &params, "is not signed by tls-ca-file");
     module.unload();
 }
 
 #[test]
 fn a_wrong_hostname_is_a_clear_error_retried_with_backoff_and_verify_hostname_false_accepts_it() {
-    let _g = core::exclusive();
-    core::take_logs();
-    let certs = Certs::make();
+    let (_g, certs) = begin();
     let (redis, tls_port) = redis_with_tls(&certs, "no");
     let proxy = Proxy::to(tls_port);
     let ca = certs.path("ca.crt");
-    let mut params = retry_params();
-    params.extend([
-        ("tls", "true"),
-        ("tls-ca-file", ca.as_str()),
-        ("tls-server-name", "wrong.example"),
-    ]);
-    config(proxy.port, &params);
-    let module = LoadedModule::load().expect("load");
-    fails_and_retries_with_backoff(
+    let mut params = tls_retry_params(&ca, &[("tls-server-name", "wrong.example")]);
+    let module = loads_failing_with(
         &proxy,
+        &params,
         &format!(
             "the certificate of Redis at 127.0.0.1:{} db 0 tls is for localhost, 127.0.0.1, not wrong.example: set tls-server-name to one of those names (or host), or tls-verify-hostname=false (the chain is still checked)",
             proxy.port
@@ -248,8 +255,7 @@ fn a_wrong_hostname_is_a_clear_error_retried_with_backoff_and_verify_hostname_fa
     // The operator's other way out: the chain is checked, the name is not.
     let sub = Subscriber::new(&redis, "callcenter_events");
     params.push(("tls-verify-hostname", "false"));
-    config(proxy.port, &params);
-    core::api("cc_events", "reload").unwrap();
+    reload_with(proxy.port, &params);
     wait_connected("127.0.0.1", proxy.port);
     publishes(&sub, &["name-unchecked"]);
     module.unload();
@@ -257,38 +263,13 @@ fn a_wrong_hostname_is_a_clear_error_retried_with_backoff_and_verify_hostname_fa
 
 #[test]
 fn an_expired_server_certificate_is_a_clear_error_retried_with_backoff() {
-    let _g = core::exclusive();
-    core::take_logs();
-    let certs = Certs::make();
-    let tls_port = free_port();
-    let (expired, key, ca) = (
-        certs.path("expired.crt"),
-        certs.path("redis.key"),
-        certs.path("ca.crt"),
-    );
-    let port = tls_port.to_string();
-    let _redis = RedisServer::start_with(
-        free_port(),
-        &[
-            "--tls-port",
-            &port,
-            "--tls-cert-file",
-            &expired,
-            "--tls-key-file",
-            &key,
-            "--tls-ca-cert-file",
-            &ca,
-            "--tls-auth-clients",
-            "no",
-        ],
-    );
+    let (_g, certs) = begin();
+    let (_redis, tls_port) = redis_tls_server(&certs, free_port(), "expired.crt", "no", &[]);
     let proxy = Proxy::to(tls_port);
-    let mut params = retry_params();
-    params.extend([("tls", "true"), ("tls-ca-file", ca.as_str())]);
-    config(proxy.port, &params);
-    let module = LoadedModule::load().expect("load");
-    fails_and_retries_with_backoff(
+    let ca = certs.path("ca.crt");
+    let module = loads_failing_with(
         &proxy,
+        &tls_retry_params(&ca, &[]),
         &format!(
             "the certificate of Redis at 127.0.0.1:{} db 0 tls has expired: renew Redis's tls-cert-file (",
             proxy.port
@@ -299,19 +280,15 @@ fn an_expired_server_certificate_is_a_clear_error_retried_with_backoff() {
 
 #[test]
 fn plaintext_to_the_tls_port_is_a_clear_error_retried_with_backoff() {
-    let _g = core::exclusive();
-    core::take_logs();
-    let certs = Certs::make();
+    let (_g, certs) = begin();
     let (_redis, tls_port) = redis_with_tls(&certs, "no");
     let proxy = Proxy::to(tls_port);
-    config(proxy.port, &retry_params());
-    let module = LoadedModule::load().expect("load");
     // Redis resets the connection (or closes it) on bytes that are not TLS.
     let error = format!(
         "Redis at 127.0.0.1:{0} db 0 ended the connection without a Redis reply",
         proxy.port
     );
-    fails_and_retries_with_backoff(&proxy, &error);
+    let module = loads_failing_with(&proxy, &retry_params(), &error);
     let hint = format!(
         "if port {} is Redis's tls-port, set tls=true (and tls-ca-file) in cc_events.conf",
         proxy.port
@@ -322,24 +299,16 @@ fn plaintext_to_the_tls_port_is_a_clear_error_retried_with_backoff() {
 
 #[test]
 fn tls_to_a_plaintext_port_is_a_clear_error_retried_with_backoff() {
-    let _g = core::exclusive();
-    core::take_logs();
-    let certs = Certs::make();
+    let (_g, certs) = begin();
     let redis = RedisServer::start();
     let proxy = Proxy::to(redis.port);
     let ca = certs.path("ca.crt");
-    let mut params = retry_params();
     // A plaintext Redis reads the ClientHello as the start of a command and
     // usually waits for its end: the handshake runs into connect-timeout-ms.
-    params.extend([
-        ("tls", "true"),
-        ("tls-ca-file", ca.as_str()),
-        ("connect-timeout-ms", "100"),
-    ]);
-    config(proxy.port, &params);
-    let module = LoadedModule::load().expect("load");
-    fails_and_retries_with_backoff(
+    let params = tls_retry_params(&ca, &[("connect-timeout-ms", "100")]);
+    let module = loads_failing_with(
         &proxy,
+        &params,
         &format!(
             "Redis at 127.0.0.1:{0} db 0 tls did not answer the TLS handshake",
             proxy.port
@@ -355,9 +324,7 @@ fn tls_to_a_plaintext_port_is_a_clear_error_retried_with_backoff() {
 
 #[test]
 fn a_tls_file_that_cannot_be_used_fails_the_load_and_a_reload_naming_param_and_path() {
-    let _g = core::exclusive();
-    core::take_logs();
-    let certs = Certs::make();
+    let (_g, certs) = begin();
     let port = free_port();
     config(
         port,
@@ -407,7 +374,7 @@ fn a_tls_file_that_cannot_be_used_fails_the_load_and_a_reload_naming_param_and_p
     let module = LoadedModule::load().expect("load");
     wait_connected("127.0.0.1", tls_port);
     let missing_key = certs.path("missing.key");
-    config(
+    let reply = reload_with(
         tls_port,
         &[
             ("tls", "true"),
@@ -416,7 +383,6 @@ fn a_tls_file_that_cannot_be_used_fails_the_load_and_a_reload_naming_param_and_p
             ("tls-key-file", &missing_key),
         ],
     );
-    let reply = core::api("cc_events", "reload").unwrap();
     assert!(
         reply.starts_with(&format!(
             "-ERR cc_events.conf: param 'tls-key-file' has invalid value '{missing_key}': cannot read it"
@@ -484,18 +450,13 @@ impl Drop for AnswersInPlainText {
 
 #[test]
 fn a_plain_text_answer_to_the_handshake_is_a_clear_error_retried_with_backoff() {
-    let _g = core::exclusive();
-    core::take_logs();
-    let certs = Certs::make();
+    let (_g, certs) = begin();
     let plain = AnswersInPlainText::start();
     let proxy = Proxy::to(plain.port);
     let ca = certs.path("ca.crt");
-    let mut params = retry_params();
-    params.extend([("tls", "true"), ("tls-ca-file", ca.as_str())]);
-    config(proxy.port, &params);
-    let module = LoadedModule::load().expect("load");
-    fails_and_retries_with_backoff(
+    let module = loads_failing_with(
         &proxy,
+        &tls_retry_params(&ca, &[]),
         &format!(
             "Redis at 127.0.0.1:{0} db 0 tls did not answer the TLS handshake (it answered with something that is not TLS): is port {0} Redis's tls-port?",
             proxy.port
@@ -506,33 +467,10 @@ fn a_plain_text_answer_to_the_handshake_is_a_clear_error_retried_with_backoff() 
 
 #[test]
 fn an_idle_tls_connection_closed_by_redis_timeout_is_reopened_quietly() {
-    let _g = core::exclusive();
-    core::take_logs();
-    let certs = Certs::make();
-    let tls_port = free_port();
-    let (cert, key, ca) = (
-        certs.path("redis.crt"),
-        certs.path("redis.key"),
-        certs.path("ca.crt"),
-    );
-    let port = tls_port.to_string();
-    let redis = RedisServer::start_with(
-        free_port(),
-        &[
-            "--timeout",
-            "1",
-            "--tls-port",
-            &port,
-            "--tls-cert-file",
-            &cert,
-            "--tls-key-file",
-            &key,
-            "--tls-ca-cert-file",
-            &ca,
-            "--tls-auth-clients",
-            "no",
-        ],
-    );
+    let (_g, certs) = begin();
+    let (redis, tls_port) =
+        redis_tls_server(&certs, free_port(), "redis.crt", "no", &["--timeout", "1"]);
+    let ca = certs.path("ca.crt");
     config(
         tls_port,
         &[("tls", "true"), ("tls-ca-file", &ca), ("idle-ping-ms", "0")],
@@ -611,9 +549,7 @@ fn connected_to(port: u16) -> bool {
 
 #[test]
 fn unload_returns_at_once_from_a_tls_handshake_or_exchange_with_a_frozen_redis() {
-    let _g = core::exclusive();
-    core::take_logs();
-    let certs = Certs::make();
+    let (_g, certs) = begin();
     let (redis, tls_port) = redis_with_tls(&certs, "no");
     let ca = certs.path("ca.crt");
     let params = [

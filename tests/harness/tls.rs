@@ -80,59 +80,49 @@ impl Drop for Certs {
     }
 }
 
-/// A redis-server answering plain TCP on `redis.port` and TLS on the returned
-/// port, with `tls-auth-clients` set to `auth_clients` (`no`, `optional`, `yes`).
-pub fn redis_with_tls(certs: &Certs, auth_clients: &str) -> (RedisServer, u16) {
+/// A redis-server with TLS on the returned port, serving `cert_file` (with
+/// Redis's key, under the test CA) and `tls-auth-clients` set to
+/// `auth_clients`; plain TCP on `plain_port` (0: none). `extra` arguments go
+/// before the TLS ones.
+pub fn redis_tls_server(
+    certs: &Certs,
+    plain_port: u16,
+    cert_file: &str,
+    auth_clients: &str,
+    extra: &[&str],
+) -> (RedisServer, u16) {
     let tls_port = free_port();
     let (cert, key, ca) = (
-        certs.path("redis.crt"),
+        certs.path(cert_file),
         certs.path("redis.key"),
         certs.path("ca.crt"),
     );
     let port = tls_port.to_string();
-    let redis = RedisServer::start_with(
-        free_port(),
-        &[
-            "--tls-port",
-            &port,
-            "--tls-cert-file",
-            &cert,
-            "--tls-key-file",
-            &key,
-            "--tls-ca-cert-file",
-            &ca,
-            "--tls-auth-clients",
-            auth_clients,
-        ],
-    );
-    (redis, tls_port)
+    let mut args = extra.to_vec();
+    args.extend([
+        "--tls-port",
+        &port,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca,
+        "--tls-auth-clients",
+        auth_clients,
+    ]);
+    (RedisServer::start_with(plain_port, &args), tls_port)
+}
+
+/// A redis-server answering plain TCP on `redis.port` and TLS on the returned
+/// port, with `tls-auth-clients` set to `auth_clients` (`no`, `optional`, `yes`).
+pub fn redis_with_tls(certs: &Certs, auth_clients: &str) -> (RedisServer, u16) {
+    redis_tls_server(certs, free_port(), "redis.crt", auth_clients, &[])
 }
 
 /// A redis-server that listens on TCP only on the returned TLS port (no plain
 /// port: `redis.port` is 0); the test's own connections go through its Unix
 /// socket (`redis.url()`, `redis.connection()`).
 pub fn redis_tls_only(certs: &Certs) -> (RedisServer, u16) {
-    let tls_port = free_port();
-    let (cert, key, ca) = (
-        certs.path("redis.crt"),
-        certs.path("redis.key"),
-        certs.path("ca.crt"),
-    );
-    let port = tls_port.to_string();
-    let redis = RedisServer::start_with(
-        0,
-        &[
-            "--tls-port",
-            &port,
-            "--tls-cert-file",
-            &cert,
-            "--tls-key-file",
-            &key,
-            "--tls-ca-cert-file",
-            &ca,
-            "--tls-auth-clients",
-            "no",
-        ],
-    );
-    (redis, tls_port)
+    redis_tls_server(certs, 0, "redis.crt", "no", &[])
 }
