@@ -771,39 +771,96 @@ fn diff(
     }
 }
 
+/// What the test modules below share: an event type and seeding.
 #[cfg(test)]
-mod tests {
+mod test_support {
     use super::*;
 
-    struct Ev {
-        action: &'static str,
-        headers: Vec<(&'static str, &'static str)>,
-        ts: u64,
+    /// An event as the model reads it: `CC-<name>` headers by `<name>`.
+    pub(super) struct Ev {
+        pub(super) action: &'static str,
+        pub(super) headers: Vec<(&'static str, String)>,
+        pub(super) timestamp_us: u64,
+        pub(super) variables: Vec<(&'static str, &'static str)>,
     }
 
     impl EventView for Ev {
         fn action(&self) -> &str {
             self.action
         }
+
         fn header(&self, name: &str) -> Option<&str> {
             self.headers
                 .iter()
                 .find(|(n, _)| *n == name)
-                .map(|(_, v)| *v)
+                .map(|(_, v)| v.as_str())
         }
+
         fn timestamp_us(&self) -> Option<u64> {
-            Some(self.ts)
+            Some(self.timestamp_us)
         }
+
         fn variables(&self) -> Vec<(&str, &str)> {
-            vec![("campaign_id", "295")]
+            self.variables.clone()
         }
     }
 
-    fn ev(action: &'static str, secs: u64, headers: &[(&'static str, &'static str)]) -> Ev {
+    /// An event at `at_us` microseconds, with no channel variables.
+    pub(super) fn ev_us(action: &'static str, at_us: u64, headers: &[(&'static str, &str)]) -> Ev {
         Ev {
             action,
-            headers: headers.to_vec(),
-            ts: secs * 1_000_000,
+            headers: headers.iter().map(|(n, v)| (*n, v.to_string())).collect(),
+            timestamp_us: at_us,
+            variables: Vec::new(),
+        }
+    }
+
+    /// An event at `secs` seconds, with no channel variables.
+    pub(super) fn ev(action: &'static str, secs: u64, headers: &[(&'static str, &str)]) -> Ev {
+        ev_us(action, secs * 1_000_000, headers)
+    }
+
+    /// The model seeded from the four `callcenter_config` replies, with no
+    /// member variables.
+    pub(super) fn seed(
+        agents: &str,
+        queues: &str,
+        tiers: &str,
+        members: &str,
+        updated_us: u64,
+    ) -> Model {
+        seed_with(agents, queues, tiers, members, updated_us, |_| Map::new())
+    }
+
+    /// `seed`, with `vars` giving each member's variables.
+    pub(super) fn seed_with(
+        agents: &str,
+        queues: &str,
+        tiers: &str,
+        members: &str,
+        updated_us: u64,
+        vars: impl FnMut(&str) -> Map<String, Value>,
+    ) -> Model {
+        let lists = Lists {
+            agents,
+            queues,
+            tiers,
+            members,
+        };
+        Model::seed(&lists, updated_us, vars).unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{seed_with, Ev};
+    use super::*;
+
+    /// `test_support::ev`, with the channel variable campaign_id=295.
+    fn ev(action: &'static str, secs: u64, headers: &[(&'static str, &'static str)]) -> Ev {
+        Ev {
+            variables: vec![("campaign_id", "295")],
+            ..super::test_support::ev(action, secs, headers)
         }
     }
 
@@ -827,21 +884,11 @@ mod tests {
             {"queue": "q", "uuid": "m1", "session_uuid": "s1", "cid_number": "1", "cid_name": "C",
              "joined_epoch": "200", "state": "Waiting", "serving_agent": "", "score": "9"}
         ]));
-        Model::seed(
-            &Lists {
-                agents: &agents,
-                queues: &queues,
-                tiers: &tiers,
-                members: &members,
-            },
-            5,
-            |s| {
-                let mut m = Map::new();
-                m.insert("session".into(), json!(s));
-                m
-            },
-        )
-        .unwrap()
+        seed_with(&agents, &queues, &tiers, &members, 5, |s| {
+            let mut m = Map::new();
+            m.insert("session".into(), json!(s));
+            m
+        })
     }
 
     fn agent(m: &Model, name: &str) -> Value {
@@ -1275,43 +1322,8 @@ mod tests {
 /// The bridge's timing against the recorded lists.
 #[cfg(test)]
 mod bridge_timing {
+    use super::test_support::{ev_us as ev, seed};
     use super::*;
-
-    /// An event as the model reads it: `CC-<name>` headers by `<name>`.
-    struct Ev {
-        action: &'static str,
-        headers: Vec<(&'static str, String)>,
-        timestamp_us: u64,
-    }
-
-    impl EventView for Ev {
-        fn action(&self) -> &str {
-            self.action
-        }
-
-        fn header(&self, name: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_str())
-        }
-
-        fn timestamp_us(&self) -> Option<u64> {
-            Some(self.timestamp_us)
-        }
-
-        fn variables(&self) -> Vec<(&str, &str)> {
-            Vec::new()
-        }
-    }
-
-    fn ev(action: &'static str, at_us: u64, headers: &[(&'static str, &str)]) -> Ev {
-        Ev {
-            action,
-            headers: headers.iter().map(|(n, v)| (*n, v.to_string())).collect(),
-            timestamp_us: at_us,
-        }
-    }
 
     const ARESKI: &str = "tenant-1@areski";
 
@@ -1324,19 +1336,13 @@ mod bridge_timing {
             ))
             .unwrap()
         };
-        let (agents, queues, tiers, members) = (
-            json("agent-list"),
-            json("queue-list"),
-            json("tier-list"),
-            json("member-list"),
-        );
-        let lists = Lists {
-            agents: &agents,
-            queues: &queues,
-            tiers: &tiers,
-            members: &members,
-        };
-        Model::seed(&lists, 0, |_| Map::new()).unwrap()
+        seed(
+            &json("agent-list"),
+            &json("queue-list"),
+            &json("tier-list"),
+            &json("member-list"),
+            0,
+        )
     }
 
     /// mod_callcenter fires bridge-agent-start before it bridges the legs, and
@@ -1390,48 +1396,17 @@ mod bridge_timing {
 /// The kept counts against a full recount.
 #[cfg(test)]
 mod tally_tests {
+    use super::test_support::{ev, seed};
     use super::*;
 
-    struct Ev {
-        action: &'static str,
-        headers: Vec<(&'static str, String)>,
-        at_s: u64,
-    }
-
-    impl EventView for Ev {
-        fn action(&self) -> &str {
-            self.action
-        }
-        fn header(&self, name: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_str())
-        }
-        fn timestamp_us(&self) -> Option<u64> {
-            Some(self.at_s * 1_000_000)
-        }
-        fn variables(&self) -> Vec<(&str, &str)> {
-            Vec::new()
-        }
-    }
-
-    fn ev(action: &'static str, at_s: u64, headers: &[(&'static str, &str)]) -> Ev {
-        Ev {
-            action,
-            headers: headers.iter().map(|(n, v)| (*n, v.to_string())).collect(),
-            at_s,
-        }
-    }
-
     fn seeded() -> Model {
-        let lists = Lists {
-            agents: r#"{"status":"success","response":[{"name":"a1","status":"Available","state":"Waiting"},{"name":"a2","status":"Available","state":"Waiting"}]}"#,
-            queues: r#"{"status":"success","response":[{"name":"q1","strategy":"ring-all","discard_abandoned_after":"10"},{"name":"q2"}]}"#,
-            tiers: r#"{"status":"success","response":[{"queue":"q1","agent":"a2","state":"Ready","level":"1","position":"2"},{"queue":"q1","agent":"a1","state":"Ready","level":"1","position":"1"}]}"#,
-            members: r#"{"status":"success","response":[{"queue":"q1","uuid":"m0","session_uuid":"","state":"Waiting","joined_epoch":"90"},{"queue":"q2","uuid":"m9","state":"Answered","joined_epoch":"95"}]}"#,
-        };
-        Model::seed(&lists, 1, |_| Map::new()).unwrap()
+        seed(
+            r#"{"status":"success","response":[{"name":"a1","status":"Available","state":"Waiting"},{"name":"a2","status":"Available","state":"Waiting"}]}"#,
+            r#"{"status":"success","response":[{"name":"q1","strategy":"ring-all","discard_abandoned_after":"10"},{"name":"q2"}]}"#,
+            r#"{"status":"success","response":[{"queue":"q1","agent":"a2","state":"Ready","level":"1","position":"2"},{"queue":"q1","agent":"a1","state":"Ready","level":"1","position":"1"}]}"#,
+            r#"{"status":"success","response":[{"queue":"q1","uuid":"m0","session_uuid":"","state":"Waiting","joined_epoch":"90"},{"queue":"q2","uuid":"m9","state":"Answered","joined_epoch":"95"}]}"#,
+            1,
+        )
     }
 
     /// What the kept figures must equal: everything counted and rendered again.
