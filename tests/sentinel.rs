@@ -285,10 +285,22 @@ impl Drop for Firing {
     }
 }
 
+/// Waits (bounded) for the module's status to contain `want`.
+fn wait_status(want: &str) {
+    assert!(wait_until(WAIT, || status().contains(want)), "{}", status());
+}
+
 /// A replica of `master` whose replication link is up.
 fn replica_of(master: &RedisServer) -> RedisServer {
     let mp = master.port.to_string();
     let replica = RedisServer::start_with(free_port(), &["--replicaof", "127.0.0.1", &mp]);
+    wait_synced(&replica, "");
+    replica
+}
+
+/// Waits (bounded) for `replica`'s replication link to be up; `how` goes into
+/// the failure message after "sync".
+fn wait_synced(replica: &RedisServer, how: &str) {
     let mut conn = replica.connection();
     let synced = wait_until(WAIT, || {
         let info: String = redis::cmd("INFO")
@@ -297,8 +309,7 @@ fn replica_of(master: &RedisServer) -> RedisServer {
             .unwrap();
         info.contains("master_link_status:up")
     });
-    assert!(synced, "the replica did not sync within {WAIT:?}");
-    replica
+    assert!(synced, "the replica did not sync{how} within {WAIT:?}");
 }
 
 fn role(server: &RedisServer) -> String {
@@ -414,11 +425,7 @@ fn follow_failover(
     let old_sub = Recorder::new(master);
     let new_sub = Recorder::new(replica);
     let module = LoadedModule::load().expect("load");
-    assert!(
-        wait_until(WAIT, || status().contains(&connected_via(master_port))),
-        "{}",
-        status()
-    );
+    wait_status(&connected_via(master_port));
     assert!(
         module_on_port(master, master_port),
         "the module is not connected to the master's port {master_port}"
@@ -602,15 +609,7 @@ fn over_tls_the_sentinels_are_asked_the_master_is_used_and_a_failover_is_followe
     let (mut master, master_tls) = tls_server(&certs, &[]);
     let mt = master_tls.to_string();
     let (replica, replica_tls) = tls_server(&certs, &["--replicaof", "127.0.0.1", &mt]);
-    let mut conn = replica.connection();
-    let synced = wait_until(WAIT, || {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query(&mut conn)
-            .unwrap();
-        info.contains("master_link_status:up")
-    });
-    assert!(synced, "the replica did not sync over TLS within {WAIT:?}");
+    wait_synced(&replica, " over TLS");
     let mut tls_ports = Vec::new();
     let sentinels: Vec<SentinelProcess> = (0..3)
         .map(|_| {
@@ -779,11 +778,7 @@ fn sentinels_that_do_not_answer_or_do_not_know_the_master_are_reported_and_retri
     let none = format!(
         "none of the sentinels 127.0.0.1:{a},127.0.0.1:{b} answered for master 'mymaster': cannot connect to Redis Sentinel at 127.0.0.1:{a}: Connection refused (os error 111); check sentinels in cc_events.conf and that the sentinels are running"
     );
-    assert!(
-        wait_until(WAIT, || status().contains(&none)),
-        "{}",
-        status()
-    );
+    wait_status(&none);
     assert!(status().contains("redis:      NOT connected (sentinel master 'mymaster' via "));
     core::fire(&mut status_event("early"));
     // A sentinel comes up on the second address, monitoring another name.
@@ -792,11 +787,7 @@ fn sentinels_that_do_not_answer_or_do_not_know_the_master_are_reported_and_retri
     let unknown = format!(
         "sentinel 127.0.0.1:{b} does not know master 'mymaster': check sentinel-master in cc_events.conf (the name in the sentinels' `sentinel monitor <name> ...`)"
     );
-    assert!(
-        wait_until(WAIT, || status().contains(&unknown)),
-        "{}",
-        status()
-    );
+    wait_status(&unknown);
     // Asked again and again, and each reason logged once.
     let mut admin = sentinel.connection();
     let mut connections = || -> u64 {
@@ -977,11 +968,7 @@ fn a_replica_is_never_written_to_and_a_demoted_master_sends_the_link_back_to_the
         fake.addr(),
         b.port
     );
-    assert!(
-        wait_until(WAIT, || status().contains(&replica_named)),
-        "{}",
-        status()
-    );
+    wait_status(&replica_named);
     for i in 0..10 {
         core::fire(&mut status_event(&format!("r{i}")));
     }
