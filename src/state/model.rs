@@ -777,10 +777,11 @@ mod test_support {
     use super::*;
 
     /// An event as the model reads it: `CC-<name>` headers by `<name>`.
+    #[derive(Clone, Debug)]
     pub(super) struct Ev {
         pub(super) action: &'static str,
         pub(super) headers: Vec<(&'static str, String)>,
-        pub(super) timestamp_us: u64,
+        pub(super) timestamp_us: Option<u64>,
         pub(super) variables: Vec<(&'static str, &'static str)>,
     }
 
@@ -797,7 +798,7 @@ mod test_support {
         }
 
         fn timestamp_us(&self) -> Option<u64> {
-            Some(self.timestamp_us)
+            self.timestamp_us
         }
 
         fn variables(&self) -> Vec<(&str, &str)> {
@@ -810,7 +811,7 @@ mod test_support {
         Ev {
             action,
             headers: headers.iter().map(|(n, v)| (*n, v.to_string())).collect(),
-            timestamp_us: at_us,
+            timestamp_us: Some(at_us),
             variables: Vec::new(),
         }
     }
@@ -1164,33 +1165,8 @@ mod tests {
     }
 
     /// An event from a small world (3 agents, 2 queues, 3 members) with any
-    /// action and odd values: owned, for the property below.
-    #[derive(Clone, Debug)]
-    struct AnyEv {
-        action: &'static str,
-        headers: Vec<(&'static str, String)>,
-        ts: Option<u64>,
-    }
-
-    impl EventView for AnyEv {
-        fn action(&self) -> &str {
-            self.action
-        }
-        fn header(&self, name: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_str())
-        }
-        fn timestamp_us(&self) -> Option<u64> {
-            self.ts
-        }
-        fn variables(&self) -> Vec<(&str, &str)> {
-            Vec::new()
-        }
-    }
-
-    fn any_event() -> impl proptest::strategy::Strategy<Value = AnyEv> {
+    /// action and odd values, for the property below.
+    fn any_event() -> impl proptest::strategy::Strategy<Value = Ev> {
         use proptest::prelude::*;
         const ACTIONS: &[&str] = &[
             "agent-add",
@@ -1224,7 +1200,7 @@ mod tests {
             value.clone(),
             value,
         )
-            .prop_map(|(a, agent, queue, member, ts, v1, v2)| AnyEv {
+            .prop_map(|(a, agent, queue, member, ts, v1, v2)| Ev {
                 action: ACTIONS[a],
                 headers: vec![
                     ("Agent", format!("a{agent}")),
@@ -1236,7 +1212,8 @@ mod tests {
                     ("Bridge-Terminated-Time", v2.clone()),
                     ("Member-Leaving-Time", v2),
                 ],
-                ts: ts.map(|s| s * 1000),
+                timestamp_us: ts.map(|s| s * 1000),
+                variables: Vec::new(),
             })
     }
 
