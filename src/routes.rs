@@ -231,74 +231,65 @@ impl Routes {
         n
     }
 
-    /// The stream entry of one event, for the state mirror's XADD: the key and
-    /// the arguments after it. `payload` None: an action only the state
-    /// captures, whose entry carries the state change alone.
-    pub fn stream_entry(
-        &self,
-        ev: &CapturedEvent,
-        payload: Option<&[u8]>,
-    ) -> Option<(String, Vec<Vec<u8>>)> {
+    /// The stream entry of one event (its key, and what its arguments need).
+    pub fn stream_entry(&self, ev: &CapturedEvent) -> Option<StreamEntry> {
         let stream = self.stream.as_ref()?;
         let mut key = String::with_capacity(64);
         stream.render(ev, &mut key);
-        let seq = ev.meta.sequence.map(|s| s.to_string()).unwrap_or_default();
-        let core = ev.meta.core_uuid.map_or("", |s| ev.text(s));
-        let mut args: Vec<Vec<u8>> = vec![
-            b"MAXLEN".to_vec(),
-            b"~".to_vec(),
-            self.stream_maxlen.to_string().into_bytes(),
-            b"*".to_vec(),
-            b"event".to_vec(),
-            ev.name().as_bytes().to_vec(),
-            b"action".to_vec(),
-            ev.action().as_bytes().to_vec(),
-            b"sequence".to_vec(),
-            seq.into_bytes(),
-            b"core_uuid".to_vec(),
-            core.as_bytes().to_vec(),
-        ];
-        if let Some(p) = payload {
-            args.push(b"payload".to_vec());
-            args.push(p.to_vec());
-        }
-        Some((key, args))
+        Some(StreamEntry {
+            key,
+            maxlen: self.stream_maxlen.to_string(),
+            sequence: ev.meta.sequence.map(|s| s.to_string()).unwrap_or_default(),
+        })
     }
 
     /// Appends the event's commands to `out` and returns how many there are
     /// (each gets one reply).
     pub fn commands(&self, ev: &CapturedEvent, payload: &[u8], out: &mut Vec<u8>) -> usize {
         let mut n = self.publish(ev, payload, out);
-        let mut name = String::with_capacity(64);
-        if let Some(stream) = &self.stream {
-            stream.render(ev, &mut name);
-            let maxlen = self.stream_maxlen.to_string();
-            let seq = ev.meta.sequence.map(|s| s.to_string()).unwrap_or_default();
-            let core = ev.meta.core_uuid.map_or("", |s| ev.text(s));
-            resp::command(
-                out,
-                &[
-                    b"XADD",
-                    name.as_bytes(),
-                    b"MAXLEN",
-                    b"~",
-                    maxlen.as_bytes(),
-                    b"*",
-                    b"event",
-                    ev.name().as_bytes(),
-                    b"action",
-                    ev.action().as_bytes(),
-                    b"sequence",
-                    seq.as_bytes(),
-                    b"core_uuid",
-                    core.as_bytes(),
-                    b"payload",
-                    payload,
-                ],
-            );
+        if let Some(entry) = self.stream_entry(ev) {
+            let mut args: Vec<&[u8]> = vec![b"XADD", entry.key.as_bytes()];
+            args.extend(entry.args(ev, Some(payload)));
+            resp::command(out, &args);
             n += 1;
         }
         n
+    }
+}
+
+/// What one event's XADD needs that is not in the event itself.
+pub struct StreamEntry {
+    pub key: String,
+    maxlen: String,
+    sequence: String,
+}
+
+impl StreamEntry {
+    /// The arguments after the key, borrowed from the event and from `self`.
+    /// `payload` None: an action only the state mirror captures, whose entry
+    /// carries the state change alone.
+    pub fn args<'a>(&'a self, ev: &'a CapturedEvent, payload: Option<&'a [u8]>) -> Vec<&'a [u8]> {
+        let core = ev.meta.core_uuid.map_or("", |s| ev.text(s));
+        let mut args: Vec<&[u8]> = Vec::with_capacity(16);
+        args.extend_from_slice(&[
+            b"MAXLEN",
+            b"~",
+            self.maxlen.as_bytes(),
+            b"*",
+            b"event",
+            ev.name().as_bytes(),
+            b"action",
+            ev.action().as_bytes(),
+            b"sequence",
+            self.sequence.as_bytes(),
+            b"core_uuid",
+            core.as_bytes(),
+        ]);
+        if let Some(p) = payload {
+            args.push(b"payload");
+            args.push(p);
+        }
+        args
     }
 }
 

@@ -546,17 +546,17 @@ impl Run {
             replies += routes.publish(&ev, &self.payload, &mut commands);
         }
         let payload = entry.publish.then_some(self.payload.as_slice());
-        let xadd = routes.stream_entry(&ev, payload);
+        let stream = routes.stream_entry(&ev);
         let apply = if st.skip > 0 {
             st.skip -= 1;
             false
         } else {
             true
         };
-        let xadd_ref = xadd
+        let xadd = stream
             .as_ref()
-            .map(|(k, a)| (k.as_str(), a.iter().map(Vec::as_slice).collect()));
-        st.mirror.event(&ev, apply, xadd_ref, &mut commands);
+            .map(|s| (s.key.as_str(), s.args(&ev, payload)));
+        st.mirror.event(&ev, apply, xadd, &mut commands);
         replies += 1;
         let name = entry.name.clone();
         let shown = entry.publish;
