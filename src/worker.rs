@@ -628,7 +628,10 @@ impl Run {
         };
         let mut commands = Vec::new();
         let mut name = "State-Update";
+        // Only a read changes what `cc_events state` shows between batches.
+        let mut attempted = false;
         if let (Some(due), true) = (st.due, now >= st.retry_at) {
+            attempted = true;
             match st.mirror.read() {
                 Err(why) => {
                     if st.mirror.report.waiting_for.as_deref() != Some(why.as_str()) {
@@ -671,14 +674,9 @@ impl Run {
                 }
             }
         }
-        let read = st.due.is_none() || st.mirror.report.waiting_for.is_some();
-        if read {
-            let r = st.mirror.report.clone();
-            self.w.state_report.set(Some(r));
+        if attempted {
+            self.w.state_report.set(Some(st.mirror.report.clone()));
         }
-        let Some(st) = &mut self.state else {
-            return false;
-        };
         if commands.is_empty() && now >= st.next_expiry {
             st.next_expiry = now + IDLE_WAKE;
             st.mirror.expire(target(), &mut commands);
