@@ -255,10 +255,7 @@ fn test_event(p: &Publisher, action: &str) -> String {
                 .join(", ")
         );
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros().to_string())
-        .unwrap_or_default();
+    let now = crate::state::now_us().to_string();
     let headers = callcenter::test_headers(action, &now);
     let pairs = headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()));
     let Ok(scan) = callcenter::scan(&catalogue, pairs) else {
