@@ -373,8 +373,9 @@ fn host_ports(param: &str, value: &str) -> Result<Vec<(String, u16)>, ConfigErro
         .collect()
 }
 
-/// `{cc}`-style braces around anything but `host`: a Redis Cluster hash tag.
-fn is_hash_tagged(prefix: &str) -> bool {
+/// Every `{` closed before the next: `{host}` and any `{tag}` (a Redis Cluster
+/// hash tag, kept as written) are both well formed.
+fn balanced_braces(prefix: &str) -> bool {
     let mut rest = prefix;
     while let Some(open) = rest.find('{') {
         let Some(close) = rest[open..].find('}') else {
@@ -539,7 +540,7 @@ impl Settings {
                     if v.chars().any(char::is_whitespace) {
                         return Err(err(name, value, "a key prefix must not contain spaces"));
                     }
-                    if v.replace("{host}", "").contains(['{', '}']) && !is_hash_tagged(&v) {
+                    if v.replace("{host}", "").contains(['{', '}']) && !balanced_braces(&v) {
                         return Err(err(
                             name,
                             value,
