@@ -217,6 +217,37 @@ fn rss_kib() -> u64 {
         * 4
 }
 
+/// CPU seconds (user + system) this process's threads named `comm` used.
+fn thread_cpu_s(comm: &str) -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut total = 0.0;
+    for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if name.trim_end() != comm {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // Fields after the `(comm)`: state is the 3rd field, utime the 14th.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() > 12 {
+            total +=
+                (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / tick;
+        }
+    }
+    total
+}
+
+/// Redis's CPU seconds (user + system) so far.
+fn redis_cpu_s(con: &mut redis::Connection) -> f64 {
+    let info: String = redis::cmd("INFO").arg("cpu").query(con).unwrap();
+    ["used_cpu_user:", "used_cpu_sys:"]
+        .iter()
+        .filter_map(|k| info.lines().find_map(|l| l.strip_prefix(k)))
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
 fn status_value(name: &str) -> u64 {
     let out = core::api("cc_events", "status").unwrap();
     out.lines()
@@ -725,15 +756,13 @@ fn memory_section(sizes: &Sizes) {
 /// `MAXLEN ~`, and the fields and payload bytes the module wrote, read back
 /// from the stream. Returns events/s, the reference's XADD/s and their ratio
 /// (medians over the rounds).
-fn stream_throughput(
-    redis: &RedisServer,
+/// The `XADD` the module sends for `published` in the envelope mode, read
+/// back from the stream: the reference command of the stream and state modes.
+fn stream_reference(
     sub: &FastSubscriber,
     watch: &mut StreamWatch,
     published: &OwnedEvent,
-    sizes: &Sizes,
-) -> (f64, f64, f64, Vec<String>) {
-    let n = sizes.throughput_events;
-    // One event first, to read back exactly what the module appends.
+) -> Vec<String> {
     fixtures::add_member_sessions();
     let (before, added) = (sub.count(), watch.added());
     core::fire(&mut published.clone());
@@ -749,7 +778,7 @@ fn stream_throughput(
         names,
         ["event", "action", "sequence", "core_uuid", "payload"]
     );
-    let xadd: Vec<String> = [
+    [
         "XADD",
         STREAM,
         "MAXLEN",
@@ -760,7 +789,20 @@ fn stream_throughput(
     .iter()
     .map(|a| a.to_string())
     .chain(fields.iter().cloned())
-    .collect();
+    .collect()
+}
+
+fn stream_throughput(
+    redis: &RedisServer,
+    sub: &FastSubscriber,
+    watch: &mut StreamWatch,
+    published: &OwnedEvent,
+    sizes: &Sizes,
+) -> (f64, f64, f64, Vec<String>) {
+    let n = sizes.throughput_events;
+    // One event first, to read back exactly what the module appends.
+    let xadd = stream_reference(sub, watch, published);
+    let fields = xadd[6..].to_vec();
     println!(
         "throughput, fire to receipt by the subscriber and append to the stream (PUBLISH + XADD per event), envelope payload ({} bytes):",
         fields[9].len()
@@ -1134,14 +1176,17 @@ fn state_value(name: &str) -> u64 {
 /// The time Redis spent per call of `command` since the last `CONFIG
 /// RESETSTAT` (`INFO commandstats`' usec_per_call), in µs.
 fn usec_per_call(con: &mut redis::Connection, command: &str) -> f64 {
+    command_stat(con, command, "usec_per_call")
+}
+
+/// One figure of `INFO commandstats` for `command` (0 when it never ran).
+fn command_stat(con: &mut redis::Connection, command: &str, figure: &str) -> f64 {
     let info: String = redis::cmd("INFO").arg("commandstats").query(con).unwrap();
     let line = format!("cmdstat_{command}:");
+    let key = format!("{figure}=");
     info.lines()
         .find_map(|l| l.strip_prefix(&line))
-        .and_then(|l| {
-            l.split(',')
-                .find_map(|kv| kv.strip_prefix("usec_per_call="))
-        })
+        .and_then(|l| l.split(',').find_map(|kv| kv.strip_prefix(key.as_str())))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }
@@ -1170,13 +1215,16 @@ fn resp_args(b: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// Redis alone running the module's own state calls: the EVALSHA of each of
-/// the last `CALL_FILES` events (one of every step of a call), rebuilt with
-/// the module's `Call` from their stream entries (the entry's fields, and
-/// its `state` as the HSETs and HDELs), each run by redis-benchmark
-/// `-c 1 -P 64`. Returns the calls per second over the eleven (all the calls
-/// over all the time): what the state mode cannot pass on this Redis,
-/// however little the module spends.
+/// Events in one of the module's state calls when the queue is busy: a
+/// whole batch (the default `batch-size`).
+const GROUP: usize = 256;
+
+/// Redis alone running the module's own state calls: the last `GROUP`
+/// events' call, rebuilt with the module's `Call` from their stream entries
+/// (each entry's fields, and every entry's `state` as the HSETs and HDELs,
+/// each field once), run by redis-benchmark `-c 1 -P 4`. Returns events per
+/// second: what the state mode cannot pass on this Redis, however little
+/// the module spends.
 fn state_calls_in_redis(redis: &RedisServer, con: &mut redis::Connection, n: usize) -> f64 {
     use mod_cc_events::state::model::{Change, Hash};
     use mod_cc_events::state::script::{self, Call, Keys};
@@ -1185,16 +1233,16 @@ fn state_calls_in_redis(redis: &RedisServer, con: &mut redis::Connection, n: usi
         .arg("+")
         .arg("-")
         .arg("COUNT")
-        .arg(CALL_FILES)
+        .arg(GROUP)
         .query(con)
         .unwrap();
     let keys = Keys {
         prefix: STATE_PREFIX.into(),
     };
-    let sha = script::sha();
     let maxlen = STREAM_MAXLEN.to_string();
-    let per = (n / CALL_FILES).max(P64);
-    let mut seconds = 0.0;
+    let mut call = Call::default();
+    let mut changes = Vec::new();
+    let mut sequence = String::new();
     for (_, fields) in entries.iter().rev() {
         let field = |name: &str| {
             fields
@@ -1205,7 +1253,6 @@ fn state_calls_in_redis(redis: &RedisServer, con: &mut redis::Connection, n: usi
         };
         let delta: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(field("state")).unwrap();
-        let mut changes = Vec::new();
         for (key, values) in &delta {
             let hash = match key.strip_prefix(&format!("{STATE_PREFIX}:")) {
                 Some("agents") => Hash::Agents,
@@ -1223,16 +1270,16 @@ fn state_calls_in_redis(redis: &RedisServer, con: &mut redis::Connection, n: usi
         }
         let mut xadd: Vec<&[u8]> = vec![b"MAXLEN", b"~", maxlen.as_bytes(), b"*"];
         xadd.extend(fields.iter().map(|f| f.as_bytes()));
-        let mut call = Call::default();
         call.xadd(STREAM, &xadd);
-        call.changes(&keys, &changes);
-        call.meta(&keys, &[("sequence", field("sequence"))]);
-        let mut command = Vec::new();
-        call.encode(&sha, &mut command);
-        let rps = redis_benchmark(redis.port, P64, per, &resp_args(&command));
-        seconds += per as f64 / rps;
+        sequence = field("sequence").to_string();
     }
-    (per * entries.len()) as f64 / seconds
+    call.changes(&keys, &changes);
+    call.meta(&keys, &[("sequence", &sequence)]);
+    let mut command = Vec::new();
+    call.encode(&script::sha(), &mut command);
+    let calls = (n / GROUP).max(16);
+    let rps = redis_benchmark(redis.port, 4, calls, &resp_args(&command));
+    rps * entries.len() as f64
 }
 
 /// `cc_events state` shows the seeded agents and `waiting` waiting members.
@@ -1325,7 +1372,7 @@ fn state_section(
     };
     let n = sizes.throughput_events;
     println!(
-        "throughput, fire to receipt by the subscriber and the state call's append to the stream (PUBLISH + one EVALSHA per event: XADD, the HSETs, meta), envelope payload; the traffic: {} calls of {CALL_FILES} events (the recorded call 001-011, each with its own member and one of its queue's agents), fired in turn, each newer than the last:",
+        "throughput, fire to receipt by the subscriber and the state call's append to the stream (each batch: one EVALSHA with every event's XADD, each changed hash field once and meta, then the events' PUBLISHes), envelope payload; the traffic: {} calls of {CALL_FILES} events (the recorded call 001-011, each with its own member and one of its queue's agents), fired in turn, each newer than the last:",
         sizes.state_calls
     );
     println!("  reference: the envelope mode's XADD above (same fields, same payload), run again each round, after {STREAM_MAXLEN} more of it (untimed) that leave only its own entries in the stream, as in the envelope mode");
@@ -1353,6 +1400,7 @@ fn state_section(
         reset_command_stats(&mut con);
         let (before, added) = (sub.count(), watch.added());
         let dropped_before = status_value("dropped");
+        let (worker_cpu, redis_cpu) = (thread_cpu_s("cc_events-redis"), redis_cpu_s(&mut con));
         let start = Instant::now();
         for _ in 0..n {
             traffic.fire_next();
@@ -1374,10 +1422,16 @@ fn state_section(
             Some(traffic.last_sequence().to_string()),
             "the last event's state call is in Redis"
         );
-        evalsha_us.push(usec_per_call(&mut con, "evalsha"));
+        let per_event_us = |s: f64| s * 1e6 / n as f64;
+        let (worker_us, redis_us) = (
+            per_event_us(thread_cpu_s("cc_events-redis") - worker_cpu),
+            per_event_us(redis_cpu_s(&mut con) - redis_cpu),
+        );
+        // Per event: a call holds a whole batch.
+        evalsha_us.push(command_stat(&mut con, "evalsha", "usec") / n as f64);
         let eps = n as f64 / elapsed.as_secs_f64();
         println!(
-            "  round {round}: mod_cc_events {eps:>10.0} events/s (fired in {:.0} ms, all received and appended in {:.0} ms); redis-benchmark -c 1 -P 64 XADD: {reference:>10.0} XADD/s; ratio {:.2}",
+            "  round {round}: mod_cc_events {eps:>10.0} events/s (fired in {:.0} ms, all received and appended in {:.0} ms; CPU per event: worker {worker_us:.1} us, redis-server {redis_us:.1} us); redis-benchmark -c 1 -P 64 XADD: {reference:>10.0} XADD/s; ratio {:.2}",
             fired_in.as_secs_f64() * 1e3,
             elapsed.as_secs_f64() * 1e3,
             eps / reference
@@ -1406,12 +1460,12 @@ fn state_section(
     );
     let (evalsha_us, xadd_us) = (median_f(&mut evalsha_us), median_f(&mut xadd_us));
     println!(
-        "  Redis's own time per call (INFO commandstats): the module's EVALSHA {evalsha_us:.2} us (its XADD, HSETs and meta included); the reference's XADD {xadd_us:.2} us"
+        "  Redis's own time (INFO commandstats): the module's EVALSHA {evalsha_us:.2} us per event (its XADD, its share of the HSETs and meta); the reference's XADD {xadd_us:.2} us"
     );
     let redis_calls = state_calls_in_redis(redis, &mut con, n);
     let redis_ratio = redis_calls / reference;
     println!(
-        "  Redis alone running the module's own state calls (the last {CALL_FILES} events' EVALSHA, rebuilt from their stream entries with the module's script::Call; redis-benchmark -c 1 -P 64, no PUBLISH): {redis_calls:.0} calls/s, ratio {redis_ratio:.2} to the XADD reference: the most this mode can reach on this Redis, however little the module spends"
+        "  Redis alone running the module's own state calls (one call of the last {GROUP} events, rebuilt from their stream entries with the module's script::Call; redis-benchmark -c 1 -P 4, no PUBLISH): {redis_calls:.0} events/s, ratio {redis_ratio:.2} to the XADD reference: the most this mode can reach on this Redis, however little the module spends"
     );
 
     // -------- seed time
@@ -1539,6 +1593,8 @@ fn tls_throughput(epoch: Instant, published: &OwnedEvent, sizes: &Sizes) -> (f64
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // Only the state mirror's section (and the XADD it is measured against).
+    let only_state = std::env::args().any(|a| a == "--state");
     let sizes = if quick {
         Sizes {
             callback_events: 20_000,
@@ -1568,7 +1624,9 @@ fn main() {
     );
     println!("machine: {}", machine());
 
-    memory_section(&sizes);
+    if !only_state {
+        memory_section(&sizes);
+    }
 
     let epoch = Instant::now();
     let redis = RedisServer::start_with(
@@ -1576,6 +1634,9 @@ fn main() {
         &["--client-output-buffer-limit", "pubsub 0 0 0"],
     );
     let sub = FastSubscriber::new(&redis, epoch);
+    if only_state {
+        return state_only(&redis, &sub, &sizes);
+    }
     println!("---- format=seed, events=seed (the defaults)");
     let module = load_connected(redis.port, &[]);
 
@@ -1854,6 +1915,33 @@ fn main() {
         state.seed_ms,
         state.seed_read_ms,
         state.seed_write_ms,
+    );
+}
+
+/// `--state`: the state mode alone, for work on the mirror's writes.
+fn state_only(redis: &RedisServer, sub: &FastSubscriber, sizes: &Sizes) {
+    let maxlen = STREAM_MAXLEN.to_string();
+    let module = load_connected(
+        redis.port,
+        &[
+            ("events", "all"),
+            ("format", "envelope"),
+            ("stream", STREAM),
+            ("stream-maxlen", &maxlen),
+        ],
+    );
+    let mut watch = StreamWatch::new(redis);
+    let xadd = stream_reference(sub, &mut watch, &fixture("005-agent-offering.txt"));
+    module.unload();
+    let state = state_section(redis, sub, &mut watch, &xadd, sizes);
+    println!(
+        "targets: state+stream throughput >= 0.3 x XADD P64: {}",
+        yes(state.ratio >= 0.3)
+    );
+    println!("machine at the end: {}", load_average());
+    println!(
+        "summary: throughput_state_eps={:.0} ref_xadd_p64_state={:.0} ratio_state_xadd_p64={:.2} state_evalsha_redis_cps={:.0} ratio_state_evalsha_redis_xadd_p64={:.2} seed_1k_agents_10k_members_ms={:.1}",
+        state.eps, state.reference, state.ratio, state.redis_calls, state.redis_ratio, state.seed_ms
     );
 }
 

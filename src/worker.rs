@@ -90,6 +90,8 @@ struct StateRun {
     skip: usize,
     /// `rejected` when the last seed was read: more means events were dropped.
     rejected_seen: u64,
+    /// The state call of the events being taken into the batch.
+    group: state::Group,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,6 +196,7 @@ fn new_state(w: &Worker) -> Option<StateRun> {
         script_loaded: false,
         skip: 0,
         rejected_seen: w.stats.rejected.load(Relaxed),
+        group: state::Group::default(),
     })
 }
 
@@ -489,13 +492,39 @@ impl Run {
         if self.taken.is_empty() {
             self.w.queue.take_all(&mut self.taken);
         }
+        let first = self.batch.len();
         while self.batch.len() < self.w.settings.batch_size {
             let Some(ev) = self.taken.pop_front() else {
                 break;
             };
             self.take(ev);
         }
+        self.write_group(first);
         self.note_in_batch();
+    }
+
+    /// The mirror's one call for the events just taken, ahead of their
+    /// PUBLISHes: a subscriber that hears of an event finds the mirror (and
+    /// the stream) already holding it, and a PUBLISH that Redis refuses is
+    /// sent again without writing the state twice.
+    fn write_group(&mut self, first: usize) {
+        let Some(st) = &mut self.state else { return };
+        if st.group.is_empty() {
+            return;
+        }
+        let mut commands = Vec::new();
+        st.mirror
+            .write_group(std::mem::take(&mut st.group), &mut commands);
+        self.batch.insert(
+            first,
+            Pending {
+                commands,
+                replies: 1,
+                name: Arc::from("State-Update"),
+                event: false,
+                shown: false,
+            },
+        );
     }
 
     /// What the worker holds (taken off the queue, or in the batch), for the
@@ -532,17 +561,19 @@ impl Run {
         });
     }
 
-    /// With the mirror on: the event's PUBLISH (when published), then one
-    /// state call holding its XADD, its hash writes and `meta`, atomically.
+    /// With the mirror on: the event's PUBLISH (when published) is its own
+    /// part of the batch; its XADD and hash writes join the group call that
+    /// `write_group` puts ahead of the batch's PUBLISHes.
     fn take_with_state(&mut self, ev: CapturedEvent) {
         let Some(st) = &mut self.state else { return };
         let entry = ev.catalogue.entry(ev.entry);
         let routes = &ev.catalogue.routes;
-        let mut commands = Vec::with_capacity(1024);
+        let mut commands = Vec::new();
         let mut replies = 0;
         self.payload.clear();
         if entry.publish {
             ev.catalogue.format.format().write(&ev, &mut self.payload);
+            commands.reserve(self.payload.len() + 64);
             replies += routes.publish(&ev, &self.payload, &mut commands);
         }
         let payload = entry.publish.then_some(self.payload.as_slice());
@@ -556,11 +587,12 @@ impl Run {
         let xadd = stream
             .as_ref()
             .map(|s| (s.key.as_str(), s.args(&ev, payload)));
-        st.mirror.event(&ev, apply, xadd, &mut commands);
-        replies += 1;
+        st.mirror.event(&ev, apply, xadd, &mut st.group);
         let name = entry.name.clone();
         let shown = entry.publish;
         self.w.spares.put(ev.into_spare());
+        // With no PUBLISH (an action only the mirror applies), no reply of its
+        // own: it is confirmed with the group call before it.
         self.batch.push_back(Pending {
             commands,
             replies,

@@ -775,3 +775,102 @@ print(json.dumps({{"seeds": seeds, "entries": entries, "state": {{k: v for k, v 
     );
     t.module.unload();
 }
+
+/// A batch's state call goes ahead of its PUBLISHes: while Redis refuses a
+/// PUBLISH (the user may not use the channel), the batch's stream entries and
+/// state are already written, and once the channel is allowed every event
+/// arrives, in order, without its stream entry written a second time.
+#[test]
+fn a_refused_publish_is_sent_again_without_writing_the_state_twice() {
+    let _exclusive = core::exclusive();
+    let cc = Callcenter::new(1, 2);
+    cc.serve();
+    let redis = harness::redis::RedisServer::start();
+    let rule = |channels: &str| {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("ccevents")
+            .arg("on")
+            .arg(">s3cret-state")
+            .arg("resetchannels")
+            .arg(channels)
+            .arg("resetkeys")
+            .arg("~cc_state:*")
+            .arg("~cc_stream")
+            .arg("-@all")
+            .arg(
+                "+publish +ping +xadd +evalsha +script|load +hset +hdel +del +hkeys"
+                    .split(' ')
+                    .collect::<Vec<_>>(),
+            )
+            .query(&mut redis.connection())
+            .unwrap();
+    };
+    rule("&other");
+    harness::config_for(
+        redis.port,
+        &[
+            ("state", "true"),
+            ("stream", "cc_stream"),
+            ("username", "ccevents"),
+            ("password", "s3cret-state"),
+        ],
+    );
+    harness::core::note_secret("s3cret-state");
+    let sub = harness::redis::Subscriber::new(&redis, "callcenter_events");
+    let module = core::LoadedModule::load().expect("load");
+    let mut con = redis.connection();
+    assert!(wait_until(WAIT, || seeded(&mut con)), "never seeded");
+    let statuses = ["Available", "On Break", "Available", "Logged Out"];
+    for (i, s) in statuses.iter().enumerate() {
+        cc.set_status(&format!("agent-0-{}@test", i % 2), s);
+    }
+    assert!(
+        wait_until(WAIT, || harness::common::status().contains("NOPERM")),
+        "{}",
+        harness::common::status()
+    );
+    let entries = |con: &mut redis::Connection| -> Vec<String> {
+        let all: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+            .arg("cc_stream")
+            .arg("-")
+            .arg("+")
+            .query(con)
+            .unwrap();
+        all.into_iter()
+            .flat_map(|(_, f)| {
+                f.into_iter()
+                    .filter(|(k, _)| k == "sequence")
+                    .map(|(_, v)| v)
+            })
+            .collect()
+    };
+    // The batch being refused holds at least the first event: its state
+    // call went through all the same.
+    assert!(!entries(&mut con).is_empty());
+    rule("&callcenter_events");
+    let got = sub.take(statuses.len(), WAIT);
+    let said: Vec<String> = got
+        .iter()
+        .map(|p| {
+            serde_json::from_str::<Value>(p).unwrap()["Agent-Status-Change:"]["CC_Agent_Status"]
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        said,
+        statuses
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+    );
+    assert!(wait_until(WAIT, || published_all(statuses.len() as u64)));
+    let seqs = entries(&mut con);
+    let mut unique = seqs.clone();
+    unique.dedup();
+    assert_eq!(seqs.len(), statuses.len(), "one entry per event: {seqs:?}");
+    assert_eq!(unique, seqs);
+    assert_eq!(meta(&mut con, P).get("sequence"), seqs.last());
+    assert_eq!(our_agents(&snapshot(&mut con, P)), db_agents(&cc));
+    module.unload();
+}

@@ -105,6 +105,25 @@ pub struct StreamTarget<'a> {
     pub maxlen: u64,
 }
 
+/// The state writes of consecutive events, sent as one call. Atomic as a
+/// whole, so `meta` only ever names the group's last event and entry: a
+/// reader sees the state before the group or after it, never inside it.
+/// One call per batch instead of one per event, because Redis's cost of a
+/// script call is mostly its fixed cost and its arguments, and the group
+/// writes a field that several of its events changed only once.
+#[derive(Default)]
+pub struct Group {
+    call: Call,
+    changes: Vec<Change>,
+    events: usize,
+}
+
+impl Group {
+    pub fn is_empty(&self) -> bool {
+        self.events == 0
+    }
+}
+
 /// The mirror as the worker drives it.
 pub struct Mirror {
     pub keys: Keys,
@@ -315,16 +334,16 @@ impl Mirror {
         call.encode(&self.sha, out);
     }
 
-    /// One event's state writes, after its XADD (`xadd`: the stream and the
-    /// entry's fields without `state`). `apply` false: captured before the
-    /// seed that is in Redis, which already holds its effect (but see
-    /// `Model::apply_before_seed`).
+    /// One event's part of a group call: its stream entry (`xadd`: the
+    /// stream and the entry's fields without `state`) and its changes.
+    /// `apply` false: captured before the seed that is in Redis, which
+    /// already holds its effect (but see `Model::apply_before_seed`).
     pub fn event(
         &mut self,
         ev: &CapturedEvent,
         apply: bool,
         xadd: Option<(&str, Vec<&[u8]>)>,
-        out: &mut Vec<u8>,
+        group: &mut Group,
     ) {
         let test = ev.header("Test") == Some("true");
         let changes = match (apply, self.seeded && !test) {
@@ -335,13 +354,22 @@ impl Mirror {
         if ev.meta.sequence.is_some() {
             self.report.sequence = ev.meta.sequence;
         }
-        let mut call = Call::default();
         if let Some((stream, mut fields)) = xadd {
             let delta = script::delta(&self.keys, &changes);
             fields.push(b"state");
             fields.push(delta.as_bytes());
-            call.xadd(stream, &fields);
+            group.call.xadd(stream, &fields);
         }
+        group.events += 1;
+        group.changes.extend(changes);
+    }
+
+    /// The group's call: its stream entries, then each changed field once
+    /// with its last value, then `meta` (the last event's sequence and entry).
+    pub fn write_group(&mut self, group: Group, out: &mut Vec<u8>) {
+        let Group {
+            mut call, changes, ..
+        } = group;
         call.changes(&self.keys, &changes);
         self.write_meta(&mut call, None);
         call.encode(&self.sha, out);

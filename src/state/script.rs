@@ -4,7 +4,8 @@
 //! entry it adds into `<prefix>:meta` in the same step, which a MULTI cannot.
 //! Pure: it only writes RESP.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 use super::model::{Change, Hash};
@@ -160,17 +161,26 @@ impl Call {
     }
 
     /// HSET and HDEL for the changes, one op per hash and kind, the hashes in
-    /// the order they first appear.
+    /// the order they first appear. A field changed more than once (several
+    /// events of one call) is written once, with its last value: the call is
+    /// atomic, so only the end state is ever seen.
     pub fn changes(&mut self, keys: &Keys, changes: &[Change]) {
         let mut order: Vec<&Hash> = Vec::new();
         let mut of: BTreeMap<&Hash, Vec<(&str, Option<&str>)>> = BTreeMap::new();
+        let mut at: HashMap<(&Hash, &str), usize> = HashMap::with_capacity(changes.len());
         for c in changes {
-            of.entry(&c.hash)
-                .or_insert_with(|| {
-                    order.push(&c.hash);
-                    Vec::new()
-                })
-                .push((c.field.as_str(), c.value.as_deref()));
+            let fields = of.entry(&c.hash).or_insert_with(|| {
+                order.push(&c.hash);
+                Vec::new()
+            });
+            let value = c.value.as_deref();
+            match at.entry((&c.hash, c.field.as_str())) {
+                Entry::Occupied(i) => fields[*i.get()].1 = value,
+                Entry::Vacant(slot) => {
+                    slot.insert(fields.len());
+                    fields.push((c.field.as_str(), value));
+                }
+            }
         }
         for h in order {
             let fields = &of[h];
@@ -491,6 +501,56 @@ mod bytes_tests {
             sha1_smol::Sha1::from(SCRIPT.as_bytes())
                 .digest()
                 .to_string()
+        );
+    }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+
+    fn change(field: &str, value: Option<&str>) -> Change {
+        Change {
+            hash: Hash::Agents,
+            field: field.into(),
+            value: value.map(str::to_string),
+        }
+    }
+
+    fn args(call: &Call) -> Vec<String> {
+        let mut out = Vec::new();
+        call.encode("sha", &mut out);
+        let text = String::from_utf8(out).unwrap();
+        text.split("\r\n")
+            .filter(|l| !(l.starts_with('$') || (l.starts_with('*') && l.len() > 1)))
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_field_several_events_changed_is_written_once_with_its_last_value() {
+        let keys = Keys { prefix: "p".into() };
+        let mut call = Call::default();
+        call.changes(
+            &keys,
+            &[
+                change("a", Some("1")),
+                change("b", Some("1")),
+                change("a", Some("2")),
+                // Set, then removed: only the removal.
+                change("b", None),
+                // Removed, then set again: only the new value.
+                change("c", None),
+                change("c", Some("3")),
+            ],
+        );
+        assert_eq!(
+            args(&call),
+            [
+                "EVALSHA", "sha", "2", "p:agents", "p:agents", "H", "2", "a", "2", "c", "3", "R",
+                "1", "b"
+            ]
         );
     }
 }
