@@ -47,10 +47,9 @@ pub struct Pending {
 
 /// How many events, from the first, are confirmed when the first `ok` replies
 /// of the batch succeeded.
-pub fn confirmed(batch: &VecDeque<Pending>, ok: usize) -> usize {
+pub fn confirmed<'a>(batch: impl Iterator<Item = &'a Pending>, ok: usize) -> usize {
     let mut left = ok;
     batch
-        .iter()
         .take_while(|p| {
             let whole = p.replies <= left;
             left = left.saturating_sub(p.replies);
@@ -121,6 +120,8 @@ struct Run {
     state: Option<StateRun>,
     /// The last connection was closed quietly (idle): no reseed needed.
     quiet: bool,
+    /// The buffer of the last state call sent, for the next one.
+    spare_group: Vec<u8>,
 }
 
 enum Next {
@@ -176,6 +177,7 @@ impl Worker {
             in_flight: 0,
             state,
             quiet: false,
+            spare_group: Vec::new(),
         };
         run.report_state();
         run.main_loop();
@@ -405,6 +407,7 @@ impl Run {
 
     fn send(&mut self) {
         self.out.clear();
+        let written = self.batch.len();
         let mut replies = 0;
         for p in &self.batch {
             self.out.extend_from_slice(&p.commands);
@@ -414,15 +417,27 @@ impl Run {
             .w
             .stop
             .cap(Instant::now() + self.w.settings.redis.io_timeout);
-        let ex = self.w.link.exchange(&self.out, replies, until);
+        let ex = match self.w.link.write(&self.out, replies, until) {
+            Some(done) => done,
+            None => {
+                // Redis runs this batch while the next one is formatted.
+                self.fill_ahead();
+                self.w.link.read(replies, until)
+            }
+        };
         self.last_io = Instant::now();
-        let n = confirmed(&self.batch, ex.ok);
+        let n = confirmed(self.batch.iter().take(written), ex.ok);
         let done = self.batch.iter().take(n).filter(|p| p.event);
         self.w
             .stats
             .count_published(done.clone().filter(|p| p.shown).map(|p| &p.name));
         let events = done.count() as u64;
-        self.batch.drain(..n);
+        for p in self.batch.drain(..n) {
+            // A state call's buffer, big and kept for the next one.
+            if !p.event && p.commands.capacity() > self.spare_group.capacity() {
+                self.spare_group = p.commands;
+            }
+        }
         self.note_in_batch();
         self.w.stats.published.fetch_add(events, Relaxed);
         self.w.stats.held.fetch_sub(events, Relaxed);
@@ -440,7 +455,12 @@ impl Run {
         if self.w.stop.passed() {
             // Cut short by the shutdown: these were written, and Redis may
             // still publish them, but nobody confirmed them.
-            self.in_flight = self.batch.len();
+            self.in_flight = self
+                .batch
+                .iter()
+                .take(written - n)
+                .filter(|p| p.event)
+                .count();
             return;
         }
         if let (Some(st), Failure::Refused(e)) = (&mut self.state, &f) {
@@ -489,11 +509,29 @@ impl Run {
 
     /// Tops the batch up from the queue without waiting.
     fn fill(&mut self) {
+        let first = self.batch.len();
+        self.take_into_batch(first + self.w.settings.batch_size);
+    }
+
+    /// While a batch is in flight: formats the events waiting behind it, to
+    /// be sent once its replies are in. Holds at most one batch more than
+    /// it sends (so a Redis that keeps refusing does not pull the queue into
+    /// the batch), and leaves the turn to the mirror's own work when due.
+    fn fill_ahead(&mut self) {
+        let limit = 2 * self.w.settings.batch_size;
+        if self.batch.len() >= limit || self.state_wants_turn() {
+            return;
+        }
+        self.take_into_batch(limit);
+    }
+
+    /// Formats taken events into the batch until it holds `limit`.
+    fn take_into_batch(&mut self, limit: usize) {
         if self.taken.is_empty() {
             self.w.queue.take_all(&mut self.taken);
         }
         let first = self.batch.len();
-        while self.batch.len() < self.w.settings.batch_size {
+        while self.batch.len() < limit {
             let Some(ev) = self.taken.pop_front() else {
                 break;
             };
@@ -501,6 +539,20 @@ impl Run {
         }
         self.write_group(first);
         self.note_in_batch();
+    }
+
+    /// True when the mirror has work of its own due (a seed, a refresh, an
+    /// expiry, its script), which runs only once the batch is empty.
+    fn state_wants_turn(&self) -> bool {
+        let Some(st) = &self.state else { return false };
+        let now = Instant::now();
+        let refresh = st.mirror.settings().refresh;
+        !st.script_loaded
+            || (st.due.is_some() && now >= st.retry_at)
+            || (st.mirror.seeded
+                && (self.w.stats.rejected.load(Relaxed) != st.rejected_seen
+                    || (!refresh.is_zero() && now >= st.next_refresh)))
+            || now >= st.next_expiry
     }
 
     /// The mirror's one call for the events just taken, ahead of their
@@ -512,9 +564,9 @@ impl Run {
         if st.group.is_empty() {
             return;
         }
-        let mut commands = Vec::new();
-        st.mirror
-            .write_group(std::mem::take(&mut st.group), &mut commands);
+        let mut commands = std::mem::take(&mut self.spare_group);
+        commands.clear();
+        st.mirror.write_group(&mut st.group, &mut commands);
         self.batch.insert(
             first,
             Pending {
@@ -737,7 +789,8 @@ impl Run {
         self.w.link.close();
         self.w.stats.connected.store(false, Relaxed);
         self.w.queue.close();
-        let lost = (self.batch.len() + self.taken.len() + self.w.queue.clear()) as u64;
+        let held = self.batch.iter().filter(|p| p.event).count();
+        let lost = (held + self.taken.len() + self.w.queue.clear()) as u64;
         self.w.stats.in_batch.store(0, Relaxed);
         self.w.stats.lost.fetch_add(lost, Relaxed);
         self.w
@@ -769,15 +822,15 @@ mod tests {
     #[test]
     fn only_events_whose_every_reply_came_before_the_first_failure_are_confirmed() {
         let b = batch(&[1, 1, 1, 1]);
-        assert_eq!(confirmed(&b, 0), 0);
-        assert_eq!(confirmed(&b, 2), 2);
-        assert_eq!(confirmed(&b, 4), 4);
+        assert_eq!(confirmed(b.iter(), 0), 0);
+        assert_eq!(confirmed(b.iter(), 2), 2);
+        assert_eq!(confirmed(b.iter(), 4), 4);
         // An event with several commands (PUBLISH + XADD) needs all of them.
         let b = batch(&[2, 3, 1]);
-        assert_eq!(confirmed(&b, 1), 0);
-        assert_eq!(confirmed(&b, 2), 1);
-        assert_eq!(confirmed(&b, 4), 1);
-        assert_eq!(confirmed(&b, 5), 2);
-        assert_eq!(confirmed(&b, 6), 3);
+        assert_eq!(confirmed(b.iter(), 1), 0);
+        assert_eq!(confirmed(b.iter(), 2), 1);
+        assert_eq!(confirmed(b.iter(), 4), 1);
+        assert_eq!(confirmed(b.iter(), 5), 2);
+        assert_eq!(confirmed(b.iter(), 6), 3);
     }
 }

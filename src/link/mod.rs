@@ -77,6 +77,24 @@ pub trait Link: Send {
     /// order, by `until` (or the shutdown deadline). A hung or broken link is
     /// closed; an error reply leaves it open.
     fn exchange(&mut self, commands: &[u8], replies: usize, until: Instant) -> Exchange;
+    /// The first half of an exchange, so that the worker can format the
+    /// next events while Redis runs these: writes `commands` and returns
+    /// None, the replies to be read by [`Link::read`]. A link that cannot
+    /// split an exchange (Cluster, which routes and retries each command)
+    /// does all of it here and returns its outcome.
+    fn write(&mut self, commands: &[u8], replies: usize, until: Instant) -> Option<Exchange> {
+        Some(self.exchange(commands, replies, until))
+    }
+    /// The second half: the replies of what [`Link::write`] wrote.
+    fn read(&mut self, replies: usize, until: Instant) -> Exchange {
+        let _ = (replies, until);
+        Exchange {
+            ok: 0,
+            failure: Some(Failure::Broken(
+                "mod_cc_events bug: replies read from a link that wrote none".into(),
+            )),
+        }
+    }
     /// Where it is connected, for status and log lines. Never a password.
     fn describe(&self) -> String;
 }

@@ -113,6 +113,27 @@ impl Sentinel {
     }
 
     /// Connects to the address `via` named and checks that it is the master.
+    /// An exchange's outcome, after which a demoted master sends the link
+    /// back to the sentinels.
+    fn checked(&mut self, mut ex: Exchange) -> Exchange {
+        if let (Some(Failure::Refused(e)), Some(m)) = (&ex.failure, &self.master) {
+            if demoted(e) {
+                // Retrying here would be refused forever: find the master again.
+                let msg = format!(
+                    "Redis at {} is no longer the master of '{}' ({e}); asking the sentinels again",
+                    show(&m.addr),
+                    self.sentinel.master
+                );
+                self.close();
+                ex.failure = Some(Failure::Broken(msg));
+            }
+        }
+        if !self.is_connected() {
+            self.master = None;
+        }
+        ex
+    }
+
     fn open_master(&self, addr: &Addr, via: &Addr, until: Instant) -> Result<Standalone, Failure> {
         let name = &self.sentinel.master;
         let named = format!(
@@ -239,29 +260,26 @@ impl Link for Sentinel {
     }
 
     fn exchange(&mut self, commands: &[u8], replies: usize, until: Instant) -> Exchange {
+        match self.write(commands, replies, until) {
+            Some(done) => done,
+            None => self.read(replies, until),
+        }
+    }
+
+    fn write(&mut self, commands: &[u8], replies: usize, until: Instant) -> Option<Exchange> {
         let Some(m) = self.master.as_mut() else {
-            return Exchange {
-                ok: 0,
-                failure: Some(Failure::Broken("not connected to Redis".into())),
-            };
+            return Some(no_master());
         };
-        let mut ex = m.link.exchange(commands, replies, until);
-        if let Some(Failure::Refused(e)) = &ex.failure {
-            if demoted(e) {
-                // Retrying here would be refused forever: find the master again.
-                let msg = format!(
-                    "Redis at {} is no longer the master of '{}' ({e}); asking the sentinels again",
-                    show(&m.addr),
-                    self.sentinel.master
-                );
-                self.close();
-                ex.failure = Some(Failure::Broken(msg));
-            }
-        }
-        if !self.is_connected() {
-            self.master = None;
-        }
-        ex
+        let done = m.link.write(commands, replies, until)?;
+        Some(self.checked(done))
+    }
+
+    fn read(&mut self, replies: usize, until: Instant) -> Exchange {
+        let Some(m) = self.master.as_mut() else {
+            return no_master();
+        };
+        let ex = m.link.read(replies, until);
+        self.checked(ex)
     }
 
     fn describe(&self) -> String {
@@ -274,6 +292,13 @@ impl Link for Sentinel {
 
 /// `master 'mymaster' 127.0.0.1:6380 via sentinel 127.0.0.1:26379 db 0`, then
 /// tls, user and `(password set)` as for one server. Never a password.
+fn no_master() -> Exchange {
+    Exchange {
+        ok: 0,
+        failure: Some(Failure::Broken("not connected to Redis".into())),
+    }
+}
+
 fn describe(settings: &RedisSettings, name: &str, addr: &Addr, via: &Addr) -> String {
     format!(
         "master '{name}' {} via sentinel {} db {}{}",

@@ -357,27 +357,45 @@ impl Link for Standalone {
     }
 
     fn exchange(&mut self, commands: &[u8], replies: usize, until: Instant) -> Exchange {
-        let limit = self.settings.io_timeout;
-        let no_answer = "did not answer within io-timeout-ms";
+        match self.write(commands, replies, until) {
+            Some(failed) => failed,
+            None => self.read(replies, until),
+        }
+    }
+
+    fn write(&mut self, commands: &[u8], _replies: usize, until: Instant) -> Option<Exchange> {
         let Some(conn) = self.conn.as_mut() else {
-            return Exchange {
+            return Some(Exchange {
                 ok: 0,
                 failure: Some(not_connected()),
-            };
+            });
         };
         if let Err(e) = write_all(conn, commands, until, &self.stop) {
-            let f = self.failure(e, no_answer, limit);
+            let f = self.failure(
+                e,
+                "did not answer within io-timeout-ms",
+                self.settings.io_timeout,
+            );
             self.close();
-            return Exchange {
+            return Some(Exchange {
                 ok: 0,
                 failure: Some(f),
-            };
+            });
         }
+        None
+    }
+
+    fn read(&mut self, replies: usize, until: Instant) -> Exchange {
+        let limit = self.settings.io_timeout;
+        let no_answer = "did not answer within io-timeout-ms";
         let mut ok = 0;
         let mut refused = None;
         for _ in 0..replies {
             let Some(conn) = self.conn.as_mut() else {
-                break;
+                return Exchange {
+                    ok,
+                    failure: Some(refused.unwrap_or_else(not_connected)),
+                };
             };
             match read_reply(conn, until, &self.stop) {
                 Ok(redis::Value::ServerError(e)) => {

@@ -366,16 +366,19 @@ impl Mirror {
 
     /// The group's call: its stream entries, then each changed field once
     /// with its last value, then `meta` (the last event's sequence and entry).
-    pub fn write_group(&mut self, group: Group, out: &mut Vec<u8>) {
-        let Group {
-            mut call, changes, ..
-        } = group;
-        call.changes(&self.keys, &changes);
-        self.write_meta(&mut call, None);
-        call.encode(&self.sha, out);
-        if !changes.is_empty() {
+    /// Leaves `group` empty, its buffers kept for the next batch: a batch's
+    /// call runs to hundreds of kB, which the allocator would otherwise map
+    /// and fault in afresh every time.
+    pub fn write_group(&mut self, group: &mut Group, out: &mut Vec<u8>) {
+        group.call.changes(&self.keys, &group.changes);
+        self.write_meta(&mut group.call, None);
+        group.call.encode(&self.sha, out);
+        if !group.changes.is_empty() {
             self.report.counts = self.model.counts();
         }
+        group.call.reset();
+        group.changes.clear();
+        group.events = 0;
     }
 
     fn write_meta(&self, call: &mut Call, seeded_at: Option<u64>) {

@@ -118,6 +118,11 @@ impl Parts {
         self.ends.len()
     }
 
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
     fn iter(&self) -> impl Iterator<Item = &[u8]> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         starts
@@ -134,6 +139,12 @@ pub struct Call {
 }
 
 impl Call {
+    /// Empty again, keeping its buffers.
+    pub fn reset(&mut self) {
+        self.keys.clear();
+        self.args.clear();
+    }
+
     /// XADD to `stream` with `args` (everything after the key).
     pub fn xadd(&mut self, stream: &str, args: &[&[u8]]) {
         self.keys.push(stream.as_bytes());
