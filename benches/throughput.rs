@@ -1195,39 +1195,21 @@ fn reset_command_stats(con: &mut redis::Connection) {
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(con).unwrap();
 }
 
-/// The arguments of one RESP command as `resp::command` writes it.
-fn resp_args(b: &[u8]) -> Vec<String> {
-    let line = |at: usize| {
-        let end = at + b[at..].windows(2).position(|w| w == b"\r\n").unwrap();
-        let n: usize = std::str::from_utf8(&b[at + 1..end])
-            .unwrap()
-            .parse()
-            .unwrap();
-        (n, end + 2)
-    };
-    let (count, mut at) = line(0);
-    (0..count)
-        .map(|_| {
-            let (len, start) = line(at);
-            at = start + len + 2;
-            String::from_utf8(b[start..start + len].to_vec()).unwrap()
-        })
-        .collect()
-}
 
 /// Events in one of the module's state calls when the queue is busy: a
 /// whole batch (the default `batch-size`).
 const GROUP: usize = 256;
 
-/// Redis alone running the module's own state calls: the last `GROUP`
-/// events' call, rebuilt with the module's `Call` from their stream entries
-/// (each entry's fields, and every entry's `state` as the HSETs and HDELs,
-/// each field once), run by redis-benchmark `-c 1 -P 4`. Returns events per
-/// second: what the state mode cannot pass on this Redis, however little
-/// the module spends.
+/// Redis alone running the module's own state writes: the transaction of
+/// the last `GROUP` events, rebuilt with the module's `Transaction` from
+/// their stream entries (each entry's fields, and every entry's `state` as
+/// the HSETs and HDELs, each field once), written `calls` times back to
+/// back over one connection while its replies are read. Returns events per second:
+/// what the state mode cannot pass on this Redis, however little the
+/// module spends.
 fn state_calls_in_redis(redis: &RedisServer, con: &mut redis::Connection, n: usize) -> f64 {
     use mod_cc_events::state::model::{Change, Hash};
-    use mod_cc_events::state::script::{self, Call, Keys};
+    use mod_cc_events::state::script::{self, Keys, Transaction};
     let entries: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
         .arg(STREAM)
         .arg("+")
@@ -1240,7 +1222,7 @@ fn state_calls_in_redis(redis: &RedisServer, con: &mut redis::Connection, n: usi
         prefix: STATE_PREFIX.into(),
     };
     let maxlen = STREAM_MAXLEN.to_string();
-    let mut call = Call::default();
+    let mut tx = Transaction::default();
     let mut changes = Vec::new();
     let mut sequence = String::new();
     for (_, fields) in entries.iter().rev() {
@@ -1270,16 +1252,56 @@ fn state_calls_in_redis(redis: &RedisServer, con: &mut redis::Connection, n: usi
         }
         let mut xadd: Vec<&[u8]> = vec![b"MAXLEN", b"~", maxlen.as_bytes(), b"*"];
         xadd.extend(fields.iter().map(|f| f.as_bytes()));
-        call.xadd(STREAM, &xadd);
+        tx.xadd(STREAM, &xadd);
         sequence = field("sequence").to_string();
     }
-    call.changes(&keys, &changes);
-    call.meta(&keys, &[("sequence", &sequence)]);
-    let mut command = Vec::new();
-    call.encode(&script::sha(), &mut command);
+    let mut block = Vec::new();
+    let replies = tx.finish(
+        &keys,
+        &changes,
+        &[("sequence", &sequence)],
+        &script::sha(),
+        &mut block,
+    );
     let calls = (n / GROUP).max(16);
-    let rps = redis_benchmark(redis.port, 4, calls, &resp_args(&command));
-    rps * entries.len() as f64
+    let mut writer = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    let mut reader = std::io::BufReader::new(writer.try_clone().unwrap());
+    let start = Instant::now();
+    let sender = {
+        let block = block.clone();
+        std::thread::spawn(move || {
+            for _ in 0..calls {
+                writer.write_all(&block).unwrap();
+            }
+            writer
+        })
+    };
+    for _ in 0..calls * replies {
+        skip_reply(&mut reader);
+    }
+    let elapsed = start.elapsed();
+    drop(sender.join().unwrap());
+    (calls * entries.len()) as f64 / elapsed.as_secs_f64()
+}
+
+/// Reads one RESP reply, whatever it is; panics on an error reply.
+fn skip_reply(r: &mut impl std::io::BufRead) {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let n = || line[1..].trim_end().parse::<i64>().unwrap();
+    match line.as_bytes()[0] {
+        b'-' => panic!("Redis refused the state transaction: {line}"),
+        b'$' if n() >= 0 => {
+            let mut body = vec![0; n() as usize + 2];
+            r.read_exact(&mut body).unwrap();
+        }
+        b'*' if n() > 0 => {
+            for _ in 0..n() {
+                skip_reply(r);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// `cc_events state` shows the seeded agents and `waiting` waiting members.
@@ -1307,7 +1329,11 @@ struct StateFigures {
     /// Redis alone running the module's state calls, and its ratio to the reference.
     redis_calls: f64,
     redis_ratio: f64,
-    evalsha_us: f64,
+    /// Redis's own time (commandstats) in the transaction's commands, per event.
+    state_cmds_us: f64,
+    /// CPU per event: the module's worker thread, and redis-server.
+    worker_cpu_us: f64,
+    redis_cpu_us: f64,
     xadd_us: f64,
     seed_ms: f64,
     seed_read_ms: f64,
@@ -1372,12 +1398,13 @@ fn state_section(
     };
     let n = sizes.throughput_events;
     println!(
-        "throughput, fire to receipt by the subscriber and the state call's append to the stream (each batch: one EVALSHA with every event's XADD, each changed hash field once and meta, then the events' PUBLISHes), envelope payload; the traffic: {} calls of {CALL_FILES} events (the recorded call 001-011, each with its own member and one of its queue's agents), fired in turn, each newer than the last:",
+        "throughput, fire to receipt by the subscriber and the state call's append to the stream (each batch: one MULTI with every event's XADD, each changed hash field once and the meta script, EXEC, then the events' PUBLISHes), envelope payload; the traffic: {} calls of {CALL_FILES} events (the recorded call 001-011, each with its own member and one of its queue's agents), fired in turn, each newer than the last:",
         sizes.state_calls
     );
     println!("  reference: the envelope mode's XADD above (same fields, same payload), run again each round, after {STREAM_MAXLEN} more of it (untimed) that leave only its own entries in the stream, as in the envelope mode");
     let (mut ours, mut refs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut evalsha_us, mut xadd_us) = (Vec::new(), Vec::new());
+    let (mut cmds_us, mut xadd_us) = (Vec::new(), Vec::new());
+    let (mut worker_cpus, mut redis_cpus) = (Vec::new(), Vec::new());
     for round in 1..=sizes.rounds {
         // New channels each round: a session's pool keeps every variable copy until it ends.
         add_member_channels(traffic.sessions());
@@ -1428,7 +1455,13 @@ fn state_section(
             per_event_us(redis_cpu_s(&mut con) - redis_cpu),
         );
         // Per event: a call holds a whole batch.
-        evalsha_us.push(command_stat(&mut con, "evalsha", "usec") / n as f64);
+        let in_transaction: f64 = ["xadd", "hset", "hdel", "evalsha"]
+            .iter()
+            .map(|c| command_stat(&mut con, c, "usec"))
+            .sum();
+        cmds_us.push(in_transaction / n as f64);
+        worker_cpus.push(worker_us);
+        redis_cpus.push(redis_us);
         let eps = n as f64 / elapsed.as_secs_f64();
         println!(
             "  round {round}: mod_cc_events {eps:>10.0} events/s (fired in {:.0} ms, all received and appended in {:.0} ms; CPU per event: worker {worker_us:.1} us, redis-server {redis_us:.1} us); redis-benchmark -c 1 -P 64 XADD: {reference:>10.0} XADD/s; ratio {:.2}",
@@ -1458,14 +1491,15 @@ fn state_section(
         traffic.fired / CALL_FILES as u64,
         state_value("waiting")
     );
-    let (evalsha_us, xadd_us) = (median_f(&mut evalsha_us), median_f(&mut xadd_us));
+    let (state_cmds_us, xadd_us) = (median_f(&mut cmds_us), median_f(&mut xadd_us));
+    let (worker_cpu_us, redis_cpu_us) = (median_f(&mut worker_cpus), median_f(&mut redis_cpus));
     println!(
-        "  Redis's own time (INFO commandstats): the module's EVALSHA {evalsha_us:.2} us per event (its XADD, its share of the HSETs and meta); the reference's XADD {xadd_us:.2} us"
+        "  Redis's own time (INFO commandstats): the module's transactions {state_cmds_us:.2} us per event (its XADD, its share of the HSETs, HDELs and the meta script); the reference's XADD {xadd_us:.2} us. CPU per event (medians): worker {worker_cpu_us:.1} us, redis-server {redis_cpu_us:.1} us"
     );
     let redis_calls = state_calls_in_redis(redis, &mut con, n);
     let redis_ratio = redis_calls / reference;
     println!(
-        "  Redis alone running the module's own state calls (one call of the last {GROUP} events, rebuilt from their stream entries with the module's script::Call; redis-benchmark -c 1 -P 4, no PUBLISH): {redis_calls:.0} events/s, ratio {redis_ratio:.2} to the XADD reference: the most this mode can reach on this Redis, however little the module spends"
+        "  Redis alone running the module's own state writes (the transaction of the last {GROUP} events, rebuilt from their stream entries with the module's script::Transaction, written back to back over one connection; no PUBLISH): {redis_calls:.0} events/s, ratio {redis_ratio:.2} to the XADD reference: the most this mode can reach on this Redis, however little the module spends"
     );
 
     // -------- seed time
@@ -1505,7 +1539,9 @@ fn state_section(
         ratio,
         redis_calls,
         redis_ratio,
-        evalsha_us,
+        state_cmds_us,
+        worker_cpu_us,
+        redis_cpu_us,
         xadd_us,
         seed_ms,
         seed_read_ms,
@@ -1892,7 +1928,7 @@ fn main() {
     );
     println!("machine at the end: {}", load_average());
     println!(
-        "summary: throughput_eps={throughput:.0} ratio_p64={ratio_p64:.2} ratio_p1={ratio_p1:.2} cb_ignored_p50_ns={cb_ignored_p50} cb_ignored_p99_ns={cb_ignored_p99} cb_published_p50_ns={cb_published_p50} lat_p99_us_10k={lat_p99_10k} cb_published_p99_ns={cb_published_p99} cb_all_p50_ns={} cb_all_p99_ns={} cb_all_4t_p50_ns={} cb_all_4t_p99_ns={} cb_env_stream_p50_ns={} cb_env_stream_p99_ns={} cb_env_stream_4t_p50_ns={} cb_env_stream_4t_p99_ns={} throughput_env_stream_eps={throughput_env:.0} ref_xadd_p64={ref_xadd:.0} ratio_env_stream_xadd_p64={ratio_env:.2} cb_state_p50_ns={} cb_state_p99_ns={} cb_state_4t_p50_ns={} cb_state_4t_p99_ns={} throughput_state_eps={:.0} ref_xadd_p64_state={:.0} ratio_state_xadd_p64={:.2} state_evalsha_redis_cps={:.0} ratio_state_evalsha_redis_xadd_p64={:.2} evalsha_us={:.2} xadd_us={:.2} seed_1k_agents_10k_members_ms={:.1} seed_read_ms={:.1} seed_write_ms={:.1} throughput_tls_eps={throughput_tls:.0} ratio_tls_plain={ratio_tls:.2}",
+        "summary: throughput_eps={throughput:.0} ratio_p64={ratio_p64:.2} ratio_p1={ratio_p1:.2} cb_ignored_p50_ns={cb_ignored_p50} cb_ignored_p99_ns={cb_ignored_p99} cb_published_p50_ns={cb_published_p50} lat_p99_us_10k={lat_p99_10k} cb_published_p99_ns={cb_published_p99} cb_all_p50_ns={} cb_all_p99_ns={} cb_all_4t_p50_ns={} cb_all_4t_p99_ns={} cb_env_stream_p50_ns={} cb_env_stream_p99_ns={} cb_env_stream_4t_p50_ns={} cb_env_stream_4t_p99_ns={} throughput_env_stream_eps={throughput_env:.0} ref_xadd_p64={ref_xadd:.0} ratio_env_stream_xadd_p64={ratio_env:.2} cb_state_p50_ns={} cb_state_p99_ns={} cb_state_4t_p50_ns={} cb_state_4t_p99_ns={} throughput_state_eps={:.0} ref_xadd_p64_state={:.0} ratio_state_xadd_p64={:.2} state_redis_alone_eps={:.0} ratio_state_redis_alone_xadd_p64={:.2} state_cmds_us={:.2} state_worker_cpu_us={:.1} state_redis_cpu_us={:.1} xadd_us={:.2} seed_1k_agents_10k_members_ms={:.1} seed_read_ms={:.1} seed_write_ms={:.1} throughput_tls_eps={throughput_tls:.0} ratio_tls_plain={ratio_tls:.2}",
         cb_all.p50.0,
         cb_all.p99.0,
         cb_all_4t.p50.0,
@@ -1910,7 +1946,9 @@ fn main() {
         state.ratio,
         state.redis_calls,
         state.redis_ratio,
-        state.evalsha_us,
+        state.state_cmds_us,
+        state.worker_cpu_us,
+        state.redis_cpu_us,
         state.xadd_us,
         state.seed_ms,
         state.seed_read_ms,
@@ -1940,8 +1978,8 @@ fn state_only(redis: &RedisServer, sub: &FastSubscriber, sizes: &Sizes) {
     );
     println!("machine at the end: {}", load_average());
     println!(
-        "summary: throughput_state_eps={:.0} ref_xadd_p64_state={:.0} ratio_state_xadd_p64={:.2} state_evalsha_redis_cps={:.0} ratio_state_evalsha_redis_xadd_p64={:.2} seed_1k_agents_10k_members_ms={:.1}",
-        state.eps, state.reference, state.ratio, state.redis_calls, state.redis_ratio, state.seed_ms
+        "summary: throughput_state_eps={:.0} ref_xadd_p64_state={:.0} ratio_state_xadd_p64={:.2} state_redis_alone_eps={:.0} ratio_state_redis_alone_xadd_p64={:.2} state_worker_cpu_us={:.1} state_redis_cpu_us={:.1} seed_1k_agents_10k_members_ms={:.1}",
+        state.eps, state.reference, state.ratio, state.redis_calls, state.redis_ratio, state.worker_cpu_us, state.redis_cpu_us, state.seed_ms
     );
 }
 

@@ -185,12 +185,21 @@ impl Worker {
     }
 }
 
+/// A Redis Cluster link routes each command on its own, so a MULTI there
+/// would not reach one node whole: the mirror writes a batch as one script
+/// call instead.
+fn transactions(redis: &crate::config::RedisSettings) -> bool {
+    !matches!(redis.topology, crate::config::Topology::Cluster(_))
+}
+
 fn new_state(w: &Worker) -> Option<StateRun> {
     let settings = w.settings.state.clone()?;
     let source = w.source?;
     let now = Instant::now();
+    let mut mirror = Mirror::new(settings, source);
+    mirror.transaction = transactions(&w.settings.redis);
     Some(StateRun {
-        mirror: Mirror::new(settings, source),
+        mirror,
         due: Some(Due::Seed),
         next_refresh: now,
         retry_at: now,
@@ -322,7 +331,10 @@ impl Run {
         self.w.settings = new;
         match &mut self.state {
             // `cc_events reload` reseeds: the operator may have changed mod_callcenter too.
-            Some(st) if same_state => st.due = Some(Due::Seed),
+            Some(st) if same_state => {
+                st.due = Some(Due::Seed);
+                st.mirror.transaction = transactions(&self.w.settings.redis);
+            }
             _ => {
                 self.state = new_state(&self.w);
                 self.report_state();
@@ -566,12 +578,12 @@ impl Run {
         }
         let mut commands = std::mem::take(&mut self.spare_group);
         commands.clear();
-        st.mirror.write_group(&mut st.group, &mut commands);
+        let replies = st.mirror.write_group(&mut st.group, &mut commands);
         self.batch.insert(
             first,
             Pending {
                 commands,
-                replies: 1,
+                replies,
                 name: Arc::from("State-Update"),
                 event: false,
                 shown: false,

@@ -27,6 +27,8 @@ const EVERY_FEATURE: &[&str] = &[
     "+spublish",
     "+ping",
     "+xadd",
+    "+multi",
+    "+exec",
     "+evalsha",
     "+script|load",
     "+hset",
@@ -34,6 +36,19 @@ const EVERY_FEATURE: &[&str] = &[
     "+del",
     "+hkeys",
 ];
+
+#[test]
+fn the_rule_here_is_the_readmes() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let prefix = "ACL SETUSER cc_events on >CHANGE-ME ";
+    let rule = readme
+        .lines()
+        .find(|l| l.starts_with(prefix) && l.contains("~cc_state:*"))
+        .expect("the every-feature rule in README.md");
+    let words: Vec<&str> = rule[prefix.len()..].split_whitespace().collect();
+    assert_eq!(words, EVERY_FEATURE);
+}
 
 fn status_json() -> serde_json::Value {
     serde_json::from_str(&core::api("cc_events", "status json").unwrap()).unwrap()

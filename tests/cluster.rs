@@ -222,7 +222,7 @@ fn members(s: &BTreeMap<String, BTreeMap<String, Value>>) -> BTreeMap<String, St
 /// The README's ACL rule for a cluster with the stream and the state mirror.
 const ACL: &str = "ACL SETUSER cc_events on >CHANGE-ME resetchannels &callcenter_events resetkeys ~{cc}:* -@all +publish +ping +xadd +evalsha +eval +script|load +hset +hdel +del +hkeys +cluster|slots +cluster|info +asking";
 
-/// With the state mirror on, each event's writes are one EVALSHA over the
+/// With the state mirror on, a batch's writes are one EVALSHA over the
 /// stream and the state keys, which Redis Cluster runs only when they share a
 /// slot: under one hash tag (`{cc}`) they all land on the master that owns
 /// it, and stay equal to mod_callcenter's state. A master that lost the

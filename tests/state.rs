@@ -799,7 +799,7 @@ fn a_refused_publish_is_sent_again_without_writing_the_state_twice() {
             .arg("~cc_stream")
             .arg("-@all")
             .arg(
-                "+publish +ping +xadd +evalsha +script|load +hset +hdel +del +hkeys"
+                "+publish +ping +xadd +multi +exec +evalsha +script|load +hset +hdel +del +hkeys"
                     .split(' ')
                     .collect::<Vec<_>>(),
             )
@@ -873,4 +873,47 @@ fn a_refused_publish_is_sent_again_without_writing_the_state_twice() {
     assert_eq!(meta(&mut con, P).get("sequence"), seqs.last());
     assert_eq!(our_agents(&snapshot(&mut con, P)), db_agents(&cc));
     module.unload();
+}
+
+/// A command that fails inside the batch's MULTI ... EXEC (here every XADD:
+/// the stream's key holds a string) makes the whole transaction refused and
+/// sent again, in order, until it goes through: nothing is confirmed that
+/// Redis did not store.
+#[test]
+fn a_transaction_with_a_failed_command_is_refused_and_sent_again() {
+    let cc = Callcenter::new(1, 2);
+    let (t, mut con) = start(&cc, &[("stream", "cc_stream")]);
+    let _: () = con.del("cc_stream").unwrap();
+    let _: () = con.set("cc_stream", "not a stream").unwrap();
+    cc.set_status("agent-0-0@test", "Available");
+    cc.set_status("agent-0-1@test", "On Break");
+    assert!(
+        wait_until(WAIT, || harness::common::status().contains("WRONGTYPE")),
+        "{}",
+        harness::common::status()
+    );
+    assert!(!published_all(2), "confirmed what Redis refused");
+    let _: () = con.del("cc_stream").unwrap();
+    assert!(wait_until(WAIT, || published_all(2)));
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg("cc_stream")
+        .arg("-")
+        .arg("+")
+        .query(&mut con)
+        .unwrap();
+    let actions: Vec<String> = entries
+        .iter()
+        .flat_map(|(_, f)| {
+            f.iter()
+                .filter(|(k, _)| k == "action")
+                .map(|(_, v)| v.clone())
+        })
+        .collect();
+    assert_eq!(actions, ["agent-status-change", "agent-status-change"]);
+    assert_eq!(
+        meta(&mut con, P).get("stream_id"),
+        entries.last().map(|(id, _)| id)
+    );
+    assert_eq!(our_agents(&snapshot(&mut con, P)), db_agents(&cc));
+    t.module.unload();
 }

@@ -398,8 +398,10 @@ impl Link for Standalone {
                 };
             };
             match read_reply(conn, until, &self.stop) {
-                Ok(redis::Value::ServerError(e)) => {
-                    refused.get_or_insert_with(|| Failure::Refused(resp::error_text(&e)));
+                Ok(v) if error_in(&v).is_some() => {
+                    if let Some(e) = error_in(&v) {
+                        refused.get_or_insert_with(|| Failure::Refused(resp::error_text(e)));
+                    }
                 }
                 Ok(_) if refused.is_none() => ok += 1,
                 // Read to keep the stream in step, but it does not count.
@@ -422,6 +424,20 @@ impl Link for Standalone {
 
     fn describe(&self) -> String {
         self.settings.describe()
+    }
+}
+
+/// An error reply, or one inside EXEC's replies: a command of a MULTI that
+/// failed when it ran (its transaction is not rolled back: the whole
+/// transaction counts as refused and is sent again).
+fn error_in(v: &redis::Value) -> Option<&redis::ServerError> {
+    match v {
+        redis::Value::ServerError(e) => Some(e),
+        redis::Value::Array(items) => items.iter().find_map(|i| match i {
+            redis::Value::ServerError(e) => Some(e),
+            _ => None,
+        }),
+        _ => None,
     }
 }
 

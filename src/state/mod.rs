@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::callcenter::CapturedEvent;
 use model::{Change, Counts, EventView, Lists, Model};
-use script::{Call, Keys};
+use script::{Call, Keys, Transaction};
 
 /// `state`, `state-prefix`, `state-refresh-s`, `state-variables`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,7 +113,10 @@ pub struct StreamTarget<'a> {
 /// writes a field that several of its events changed only once.
 #[derive(Default)]
 pub struct Group {
+    /// The batch as one script call (Redis Cluster).
     call: Call,
+    /// The batch as one MULTI ... EXEC (any other Redis).
+    tx: Transaction,
     changes: Vec<Change>,
     events: usize,
 }
@@ -138,6 +141,9 @@ pub struct Mirror {
     pub seeded: bool,
     /// Members whose member-queue-end was captured before the last seed.
     pub ended_before_seed: std::collections::HashSet<String>,
+    /// A batch's writes as MULTI ... EXEC (false: one script call, for a
+    /// Redis Cluster, whose link routes each command on its own).
+    pub transaction: bool,
 }
 
 impl EventView for CapturedEvent {
@@ -179,6 +185,7 @@ impl Mirror {
             report,
             seeded: false,
             ended_before_seed: Default::default(),
+            transaction: true,
         }
     }
 
@@ -358,7 +365,11 @@ impl Mirror {
             let delta = script::delta(&self.keys, &changes);
             fields.push(b"state");
             fields.push(delta.as_bytes());
-            group.call.xadd(stream, &fields);
+            if self.transaction {
+                group.tx.xadd(stream, &fields);
+            } else {
+                group.call.xadd(stream, &fields);
+            }
         }
         group.events += 1;
         group.changes.extend(changes);
@@ -367,18 +378,28 @@ impl Mirror {
     /// The group's call: its stream entries, then each changed field once
     /// with its last value, then `meta` (the last event's sequence and entry).
     /// Leaves `group` empty, its buffers kept for the next batch: a batch's
-    /// call runs to hundreds of kB, which the allocator would otherwise map
-    /// and fault in afresh every time.
-    pub fn write_group(&mut self, group: &mut Group, out: &mut Vec<u8>) {
-        group.call.changes(&self.keys, &group.changes);
-        self.write_meta(&mut group.call, None);
-        group.call.encode(&self.sha, out);
+    /// writes run to hundreds of kB, which the allocator would otherwise map
+    /// and fault in afresh every time. Returns how many replies they get.
+    pub fn write_group(&mut self, group: &mut Group, out: &mut Vec<u8>) -> usize {
+        let replies = if self.transaction {
+            let seq = self.report.sequence.map(|s| s.to_string());
+            let meta: Vec<(&str, &str)> = seq.iter().map(|s| ("sequence", s.as_str())).collect();
+            group
+                .tx
+                .finish(&self.keys, &group.changes, &meta, &self.sha, out)
+        } else {
+            group.call.changes(&self.keys, &group.changes);
+            self.write_meta(&mut group.call, None);
+            group.call.encode(&self.sha, out);
+            group.call.reset();
+            1
+        };
         if !group.changes.is_empty() {
             self.report.counts = self.model.counts();
         }
-        group.call.reset();
         group.changes.clear();
         group.events = 0;
+        replies
     }
 
     fn write_meta(&self, call: &mut Call, seeded_at: Option<u64>) {
