@@ -1195,7 +1195,6 @@ fn reset_command_stats(con: &mut redis::Connection) {
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(con).unwrap();
 }
 
-
 /// Events in one of the module's state calls when the queue is busy: a
 /// whole batch (the default `batch-size`).
 const GROUP: usize = 256;

@@ -1,8 +1,10 @@
-//! How the mirror writes to Redis: one Lua script, loaded once per connection
-//! and called with EVALSHA. A call is atomic, so a reader never sees half of
-//! an event's writes or half of a seed, and it can put the ID of the stream
-//! entry it adds into `<prefix>:meta` in the same step, which a MULTI cannot.
-//! Pure: it only writes RESP.
+//! How the mirror writes to Redis. A seed, a refresh or an expiry is one call
+//! of a Lua script, loaded once per connection and called with EVALSHA; a
+//! batch of events is one MULTI ... EXEC of native commands, ended by a small
+//! call of the same script (or, on a Redis Cluster, one call of it). Each is
+//! atomic, so a reader never sees half of a batch or half of a seed, and the
+//! script puts the ID of the stream entry it adds into `<prefix>:meta` in the
+//! same step, which a plain MULTI cannot. Pure: it only writes RESP.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
