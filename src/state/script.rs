@@ -267,24 +267,30 @@ pub struct Transaction {
     /// Every XADD but the last, as commands.
     xadds: Vec<u8>,
     count: usize,
-    /// The last XADD's stream and arguments, for the script call.
-    last: Option<(String, Vec<Vec<u8>>)>,
+    /// The last XADD's stream and arguments, for the script call; kept
+    /// across batches, so that steady traffic allocates nothing here.
+    last_stream: String,
+    last: Parts,
 }
 
 impl Transaction {
     pub fn xadd(&mut self, stream: &str, args: &[&[u8]]) {
-        if let Some((key, before)) = self.last.take() {
-            let mut parts: Vec<&[u8]> = Vec::with_capacity(before.len() + 2);
+        if self.last.len() > 0 {
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(self.last.len() + 2);
             parts.push(b"XADD");
-            parts.push(key.as_bytes());
-            parts.extend(before.iter().map(Vec::as_slice));
+            parts.push(self.last_stream.as_bytes());
+            parts.extend(self.last.iter());
             resp::command(&mut self.xadds, &parts);
             self.count += 1;
+            self.last.clear();
         }
-        self.last = Some((
-            stream.to_string(),
-            args.iter().map(|a| a.to_vec()).collect(),
-        ));
+        if self.last_stream != stream {
+            self.last_stream.clear();
+            self.last_stream.push_str(stream);
+        }
+        for a in args {
+            self.last.push(a);
+        }
     }
 
     /// Writes the transaction; returns how many replies it gets. Leaves it
@@ -323,15 +329,16 @@ impl Transaction {
             }
         }
         let mut call = Call::default();
-        if let Some((stream, args)) = self.last.take() {
-            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-            call.xadd(&stream, &args);
+        if self.last.len() > 0 {
+            let args: Vec<&[u8]> = self.last.iter().collect();
+            call.xadd(&self.last_stream, &args);
         }
         call.meta(keys, meta);
         call.encode(sha, out);
         resp::command(out, &[b"EXEC"]);
         self.xadds.clear();
         self.count = 0;
+        self.last.clear();
         replies + 2
     }
 }
