@@ -653,6 +653,16 @@ fn action_callbacks(
 
 /// Loads the module with these params (Redis on `port`, a queue that never
 /// fills) and waits until it is connected.
+/// The envelope mode's params: every action, the envelope, the stream.
+fn envelope_params(maxlen: &str) -> Vec<(&'static str, &str)> {
+    vec![
+        ("events", "all"),
+        ("format", "envelope"),
+        ("stream", STREAM),
+        ("stream-maxlen", maxlen),
+    ]
+}
+
 fn load_connected(port: u16, params: &[(&str, &str)]) -> LoadedModule {
     let mut all = vec![("queue-size", "1000000")];
     all.extend_from_slice(params);
@@ -1208,7 +1218,7 @@ const GROUP: usize = 256;
 /// module spends.
 fn state_calls_in_redis(redis: &RedisServer, con: &mut redis::Connection, n: usize) -> f64 {
     use mod_cc_events::state::model::{Change, Hash};
-    use mod_cc_events::state::script::{self, Keys, Transaction};
+    use mod_cc_events::state::script::{Keys, Transaction};
     let entries: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
         .arg(STREAM)
         .arg("+")
@@ -1255,13 +1265,7 @@ fn state_calls_in_redis(redis: &RedisServer, con: &mut redis::Connection, n: usi
         sequence = field("sequence").to_string();
     }
     let mut block = Vec::new();
-    let replies = tx.finish(
-        &keys,
-        &changes,
-        &[("sequence", &sequence)],
-        &script::sha(),
-        &mut block,
-    );
+    let replies = tx.finish(&keys, &changes, &[("sequence", &sequence)], &mut block);
     let calls = (n / GROUP).max(16);
     let mut writer = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
     let mut reader = std::io::BufReader::new(writer.try_clone().unwrap());
@@ -1356,18 +1360,13 @@ fn state_section(
     add_member_channels((0..STATE_WAITING).map(|i| waiting_member(i).1));
     serve(call_centre(STATE_WAITING));
     let maxlen = STREAM_MAXLEN.to_string();
-    let module = load_connected(
-        redis.port,
-        &[
-            ("events", "all"),
-            ("format", "envelope"),
-            ("stream", STREAM),
-            ("stream-maxlen", &maxlen),
-            ("state", "true"),
-            // No periodic re-read: the served lists stand still while the traffic moves on.
-            ("state-refresh-s", "0"),
-        ],
-    );
+    let mut params = envelope_params(&maxlen);
+    params.extend([
+        ("state", "true"),
+        // No periodic re-read: the served lists stand still while the traffic moves on.
+        ("state-refresh-s", "0"),
+    ]);
+    let module = load_connected(redis.port, &params);
     let mut con = redis.connection();
     assert!(
         wait_until(Duration::from_secs(30), || meta_field(
@@ -1847,16 +1846,7 @@ fn main() {
 
     // -------- envelope format with a stream
     println!("---- format=envelope, events=all, stream={STREAM}, stream-maxlen={STREAM_MAXLEN}");
-    let maxlen = STREAM_MAXLEN.to_string();
-    let module = load_connected(
-        redis.port,
-        &[
-            ("events", "all"),
-            ("format", "envelope"),
-            ("stream", STREAM),
-            ("stream-maxlen", &maxlen),
-        ],
-    );
+    let module = load_connected(redis.port, &envelope_params(&STREAM_MAXLEN.to_string()));
     let mut watch = StreamWatch::new(&redis);
     let (cb_env, cb_env_4t) = action_callbacks(
         "events=all format=envelope stream",
@@ -1957,16 +1947,7 @@ fn main() {
 
 /// `--state`: the state mode alone, for work on the mirror's writes.
 fn state_only(redis: &RedisServer, sub: &FastSubscriber, sizes: &Sizes) {
-    let maxlen = STREAM_MAXLEN.to_string();
-    let module = load_connected(
-        redis.port,
-        &[
-            ("events", "all"),
-            ("format", "envelope"),
-            ("stream", STREAM),
-            ("stream-maxlen", &maxlen),
-        ],
-    );
+    let module = load_connected(redis.port, &envelope_params(&STREAM_MAXLEN.to_string()));
     let mut watch = StreamWatch::new(redis);
     let xadd = stream_reference(sub, &mut watch, &fixture("005-agent-offering.txt"));
     module.unload();

@@ -419,21 +419,29 @@ impl Run {
 
     fn send(&mut self) {
         self.out.clear();
-        let written = self.batch.len();
+        // Up to the next batch's state call, which waits until everything
+        // before it is confirmed: after a refusal (a PUBLISH, say) the events
+        // before it are sent again, and Redis would run the state call behind
+        // them again every time, adding its stream entries once more.
+        let written = self
+            .batch
+            .iter()
+            .skip(1)
+            .position(|p| !p.event)
+            .map_or(self.batch.len(), |i| i + 1);
         let mut replies = 0;
-        for p in &self.batch {
+        for p in self.batch.iter().take(written) {
             self.out.extend_from_slice(&p.commands);
             replies += p.replies;
         }
-        let until = self
-            .w
-            .stop
-            .cap(Instant::now() + self.w.settings.redis.io_timeout);
+        let io_timeout = self.w.settings.redis.io_timeout;
+        let until = self.w.stop.cap(Instant::now() + io_timeout);
         let ex = match self.w.link.write(&self.out, replies, until) {
             Some(done) => done,
             None => {
                 // Redis runs this batch while the next one is formatted.
                 self.fill_ahead();
+                let until = self.w.stop.cap(Instant::now() + io_timeout);
                 self.w.link.read(replies, until)
             }
         };
@@ -559,12 +567,14 @@ impl Run {
         let Some(st) = &self.state else { return false };
         let now = Instant::now();
         let refresh = st.mirror.settings().refresh;
-        !st.script_loaded
-            || (st.due.is_some() && now >= st.retry_at)
-            || (st.mirror.seeded
-                && (self.w.stats.rejected.load(Relaxed) != st.rejected_seen
-                    || (!refresh.is_zero() && now >= st.next_refresh)))
-            || now >= st.next_expiry
+        // A read of mod_callcenter is due, and allowed (not while waiting for
+        // it to come back, once a second).
+        let read = now >= st.retry_at
+            && (st.due.is_some()
+                || (st.mirror.seeded
+                    && (self.w.stats.rejected.load(Relaxed) != st.rejected_seen
+                        || (!refresh.is_zero() && now >= st.next_refresh))));
+        !st.script_loaded || read || now >= st.next_expiry
     }
 
     /// The mirror's one call for the events just taken, ahead of their
@@ -681,7 +691,10 @@ impl Run {
                 return false;
             };
             match ex.failure {
-                None => st.script_loaded = true,
+                None => {
+                    st.script_loaded = true;
+                    self.probe_transactions();
+                }
                 Some(f) => {
                     let msg = match f {
                         Failure::Refused(e) => format!(
@@ -789,6 +802,37 @@ impl Run {
         });
         self.send();
         true
+    }
+
+    /// On each new connection: may the user run MULTI/EXEC? A user set up
+    /// for an earlier version (the README's rule had no `+multi +exec`) gets
+    /// each batch as one script call instead, slower but whole: a refused
+    /// MULTI would leave the commands after it running one by one, then the
+    /// batch refused and sent again, and again.
+    fn probe_transactions(&mut self) {
+        let Some(st) = &self.state else { return };
+        if !transactions(&self.w.settings.redis) {
+            return;
+        }
+        let mut probe = Vec::with_capacity(32);
+        resp::command(&mut probe, &[b"MULTI"]);
+        resp::command(&mut probe, &[b"EXEC"]);
+        let until = self
+            .w
+            .stop
+            .cap(Instant::now() + self.w.settings.redis.io_timeout);
+        let ex = self.w.link.exchange(&probe, 2, until);
+        self.last_io = Instant::now();
+        let refused = matches!(&ex.failure, Some(Failure::Refused(e)) if e.starts_with("NOPERM"));
+        if refused && st.mirror.transaction {
+            self.w.log.log(
+                Level::Warning,
+                "state mirror: the Redis user may not run MULTI/EXEC, so each batch of events is written as one script call instead, which costs Redis about twice as much; add +multi +exec to the user (see the README's ACL rule)",
+            );
+        }
+        if let Some(st) = &mut self.state {
+            st.mirror.transaction = !refused;
+        }
     }
 
     /// Publishes the mirror's report for `cc_events state`.

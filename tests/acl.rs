@@ -29,6 +29,7 @@ const EVERY_FEATURE: &[&str] = &[
     "+xadd",
     "+multi",
     "+exec",
+    "+eval",
     "+evalsha",
     "+script|load",
     "+hset",

@@ -799,7 +799,7 @@ fn a_refused_publish_is_sent_again_without_writing_the_state_twice() {
             .arg("~cc_stream")
             .arg("-@all")
             .arg(
-                "+publish +ping +xadd +multi +exec +evalsha +script|load +hset +hdel +del +hkeys"
+                "+publish +ping +xadd +multi +exec +eval +evalsha +script|load +hset +hdel +del +hkeys"
                     .split(' ')
                     .collect::<Vec<_>>(),
             )
@@ -822,9 +822,8 @@ fn a_refused_publish_is_sent_again_without_writing_the_state_twice() {
     let mut con = redis.connection();
     assert!(wait_until(WAIT, || seeded(&mut con)), "never seeded");
     let statuses = ["Available", "On Break", "Available", "Logged Out"];
-    for (i, s) in statuses.iter().enumerate() {
-        cc.set_status(&format!("agent-0-{}@test", i % 2), s);
-    }
+    let fire = |i: usize| cc.set_status(&format!("agent-0-{}@test", i % 2), statuses[i]);
+    fire(0);
     assert!(
         wait_until(WAIT, || harness::common::status().contains("NOPERM")),
         "{}",
@@ -845,9 +844,32 @@ fn a_refused_publish_is_sent_again_without_writing_the_state_twice() {
             })
             .collect()
     };
-    // The batch being refused holds at least the first event: its state
-    // call went through all the same.
-    assert!(!entries(&mut con).is_empty());
+    // The first event's batch is refused: its state call went through all
+    // the same.
+    assert_eq!(entries(&mut con).len(), 1);
+    // The next events' batch is formatted while the first is retried, and
+    // waits behind it: their state call is not run (again and again) with
+    // each retry of the refused PUBLISH.
+    for i in 1..statuses.len() {
+        fire(i);
+    }
+    let refused = |con: &mut redis::Connection| -> u64 {
+        let info: String = redis::cmd("INFO").arg("commandstats").query(con).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_publish:"))
+            .and_then(|l| {
+                l.split(',')
+                    .find_map(|kv| kv.strip_prefix("rejected_calls="))
+            })
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = refused(&mut con);
+    assert!(
+        wait_until(WAIT, || refused(&mut con) >= before + 3),
+        "the refused PUBLISH was not retried"
+    );
+    assert_eq!(entries(&mut con).len(), 1, "{:?}", entries(&mut con));
     rule("&callcenter_events");
     let got = sub.take(statuses.len(), WAIT);
     let said: Vec<String> = got
@@ -916,4 +938,93 @@ fn a_transaction_with_a_failed_command_is_refused_and_sent_again() {
     );
     assert_eq!(our_agents(&snapshot(&mut con, P)), db_agents(&cc));
     t.module.unload();
+}
+
+/// A Redis user set up by an earlier README (no `+multi +exec`): the module
+/// says so once, at Warning, and writes each batch as one script call
+/// instead; every event arrives once and the mirror stays whole.
+#[test]
+fn a_user_without_multi_gets_each_batch_as_one_script_call() {
+    let _exclusive = core::exclusive();
+    let cc = Callcenter::new(1, 2);
+    cc.serve();
+    let redis = harness::redis::RedisServer::start();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("ccevents")
+        .arg("on")
+        .arg(">s3cret-older")
+        .arg("resetchannels")
+        .arg("&callcenter_events")
+        .arg("resetkeys")
+        .arg("~cc_state:*")
+        .arg("~cc_stream")
+        .arg("-@all")
+        .arg(
+            "+publish +ping +xadd +evalsha +script|load +hset +hdel +del +hkeys"
+                .split(' ')
+                .collect::<Vec<_>>(),
+        )
+        .query(&mut redis.connection())
+        .unwrap();
+    harness::config_for(
+        redis.port,
+        &[
+            ("state", "true"),
+            ("stream", "cc_stream"),
+            ("username", "ccevents"),
+            ("password", "s3cret-older"),
+        ],
+    );
+    harness::core::note_secret("s3cret-older");
+    core::take_logs();
+    let module = core::LoadedModule::load().expect("load");
+    let mut con = redis.connection();
+    assert!(wait_until(WAIT, || seeded(&mut con)), "never seeded");
+    for (i, s) in ["Available", "On Break", "Available", "Logged Out"]
+        .iter()
+        .enumerate()
+    {
+        cc.set_status(&format!("agent-0-{}@test", i % 2), s);
+    }
+    assert!(wait_until(WAIT, || published_all(4)));
+    let all: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg("cc_stream")
+        .arg("-")
+        .arg("+")
+        .query(&mut con)
+        .unwrap();
+    let actions: Vec<&str> = all
+        .iter()
+        .flat_map(|(_, f)| {
+            f.iter()
+                .filter(|(k, _)| k == "action")
+                .map(|(_, v)| v.as_str())
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "state-seed",
+            "agent-status-change",
+            "agent-status-change",
+            "agent-status-change",
+            "agent-status-change"
+        ]
+    );
+    assert_eq!(
+        meta(&mut con, P).get("stream_id"),
+        all.last().map(|(id, _)| id)
+    );
+    assert_eq!(our_agents(&snapshot(&mut con, P)), db_agents(&cc));
+    let logs = core::logs();
+    let said: Vec<_> = logs
+        .iter()
+        .filter(|l| l.text.contains("may not run MULTI/EXEC"))
+        .collect();
+    assert_eq!(said.len(), 1, "{logs:#?}");
+    // SWITCH_LOG_WARNING
+    assert_eq!(said[0].level, 4);
+    assert!(said[0].text.contains("add +multi +exec"));
+    module.unload();
 }

@@ -474,7 +474,33 @@ fn parse(bytes: &[u8]) -> Option<Vec<Command>> {
         c.slot = key_of(bytes, &c).map(Slot::for_key);
         out.push(c);
     }
+    whole_transactions(bytes, &mut out);
     Some(out)
+}
+
+/// A MULTI ... EXEC goes whole to the slot of its first key, as one run:
+/// the state mirror writes a batch that way to a server that is not a
+/// cluster, and a `cc_events reload` that switched to one may find such a
+/// batch still waiting to be sent.
+fn whole_transactions(bytes: &[u8], cmds: &mut [Command]) {
+    let mut i = 0;
+    while i < cmds.len() {
+        let end = cmds[i]
+            .is(bytes, &[b"MULTI"])
+            .then(|| cmds[i..].iter().position(|c| c.is(bytes, &[b"EXEC"])))
+            .flatten()
+            .map(|n| i + n);
+        let Some(end) = end else {
+            i += 1;
+            continue;
+        };
+        if let Some(slot) = cmds[i..=end].iter().find_map(|c| c.slot) {
+            for c in &mut cmds[i..=end] {
+                c.slot = Some(slot);
+            }
+        }
+        i = end + 1;
+    }
 }
 
 /// The key the crate routes a command by, for the commands the worker sends
@@ -858,6 +884,25 @@ mod tests {
             .flat_map(|c| b[c.range.clone()].to_vec())
             .collect();
         assert_eq!(again, b);
+    }
+
+    #[test]
+    fn a_transaction_goes_whole_to_the_slot_of_its_first_key() {
+        let b = batch(&[
+            &[b"PUBLISH", b"events", b"x"],
+            &[b"MULTI"],
+            &[b"XADD", b"{cc}:stream", b"*", b"f", b"v"],
+            &[b"HSET", b"{cc}:agents", b"a", b"1"],
+            &[b"EVAL", b"return 1", b"2", b"{cc}:stream", b"{cc}:meta"],
+            &[b"EXEC"],
+            &[b"PING"],
+        ]);
+        let cc = Some(Slot::for_key("cc"));
+        let slots: Vec<_> = parse(&b).unwrap().iter().map(|c| c.slot).collect();
+        assert_eq!(
+            slots,
+            [Some(Slot::for_key("events")), cc, cc, cc, cc, cc, None]
+        );
     }
 
     #[test]

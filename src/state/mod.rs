@@ -384,9 +384,7 @@ impl Mirror {
         let replies = if self.transaction {
             let seq = self.report.sequence.map(|s| s.to_string());
             let meta: Vec<(&str, &str)> = seq.iter().map(|s| ("sequence", s.as_str())).collect();
-            group
-                .tx
-                .finish(&self.keys, &group.changes, &meta, &self.sha, out)
+            group.tx.finish(&self.keys, &group.changes, &meta, out)
         } else {
             group.call.changes(&self.keys, &group.changes);
             self.write_meta(&mut group.call, None);

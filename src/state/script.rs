@@ -216,10 +216,21 @@ impl Call {
     }
 
     pub fn encode(&self, sha: &str, out: &mut Vec<u8>) {
+        self.encode_as(b"EVALSHA", sha.as_bytes(), out);
+    }
+
+    /// As EVAL, with the script itself: inside a MULTI, where a NOSCRIPT
+    /// (a server that lost the script) would fail this call alone, after
+    /// the transaction's other writes went through.
+    pub fn encode_eval(&self, out: &mut Vec<u8>) {
+        self.encode_as(b"EVAL", SCRIPT.as_bytes(), out);
+    }
+
+    fn encode_as(&self, verb: &[u8], script: &[u8], out: &mut Vec<u8>) {
         let n = self.keys.len().to_string();
         let mut parts: Vec<&[u8]> = Vec::with_capacity(3 + self.keys.len() + self.args.len());
-        parts.push(b"EVALSHA");
-        parts.push(sha.as_bytes());
+        parts.push(verb);
+        parts.push(script);
         parts.push(n.as_bytes());
         parts.extend(self.keys.iter());
         parts.extend(self.args.iter());
@@ -256,7 +267,7 @@ fn by_hash(changes: &[Change]) -> Vec<(&Hash, Fields<'_>)> {
 }
 
 /// A batch's writes as one MULTI ... EXEC: its XADDs, its hash writes
-/// (each field once), then a small call of the script that adds the last
+/// (each field once), then a small EVAL of the script that adds the last
 /// event's entry, so that it knows that entry's ID, and puts the ID and the
 /// sequence into `meta`. The same atomic step as one script call for the
 /// whole batch, without Redis copying every entry and value into Lua and
@@ -300,7 +311,6 @@ impl Transaction {
         keys: &Keys,
         changes: &[Change],
         meta: &[(&str, &str)],
-        sha: &str,
         out: &mut Vec<u8>,
     ) -> usize {
         let values: usize = changes
@@ -334,7 +344,7 @@ impl Transaction {
             call.xadd(&self.last_stream, &args);
         }
         call.meta(keys, meta);
-        call.encode(sha, out);
+        call.encode_eval(out);
         resp::command(out, &[b"EXEC"]);
         self.xadds.clear();
         self.count = 0;
@@ -715,7 +725,7 @@ mod transaction_tests {
             },
         ];
         let mut out = Vec::new();
-        let replies = tx.finish(&keys, &changes, &[("sequence", "9")], "sha", &mut out);
+        let replies = tx.finish(&keys, &changes, &[("sequence", "9")], &mut out);
         let c = commands(&out);
         let want: Vec<Vec<&str>> = vec![
             vec!["MULTI"],
@@ -724,8 +734,8 @@ mod transaction_tests {
             vec!["HSET", "p:agents", "a", "2"],
             vec!["HDEL", "p:members:q", "m"],
             vec![
-                "EVALSHA", "sha", "2", "s", "p:meta", "X", "3", "*", "n", "3", "M", "1",
-                "sequence", "9",
+                "EVAL", SCRIPT, "2", "s", "p:meta", "X", "3", "*", "n", "3", "M", "1", "sequence",
+                "9",
             ],
             vec!["EXEC"],
         ];
@@ -733,12 +743,12 @@ mod transaction_tests {
         assert_eq!(replies, want.len());
         // Empty again: the next batch starts afresh.
         let mut again = Vec::new();
-        let replies = tx.finish(&keys, &[], &[], "sha", &mut again);
+        let replies = tx.finish(&keys, &[], &[], &mut again);
         assert_eq!(
             commands(&again),
             vec![
                 vec!["MULTI"],
-                vec!["EVALSHA", "sha", "1", "p:meta", "M", "0"],
+                vec!["EVAL", SCRIPT, "1", "p:meta", "M", "0"],
                 vec!["EXEC"]
             ]
         );
