@@ -1453,7 +1453,7 @@ fn state_section(
             per_event_us(redis_cpu_s(&mut con) - redis_cpu),
         );
         // Per event: a call holds a whole batch.
-        let in_transaction: f64 = ["xadd", "hset", "hdel", "evalsha"]
+        let in_transaction: f64 = ["xadd", "hset", "hdel", "eval"]
             .iter()
             .map(|c| command_stat(&mut con, c, "usec"))
             .sum();
@@ -1492,7 +1492,7 @@ fn state_section(
     let (state_cmds_us, xadd_us) = (median_f(&mut cmds_us), median_f(&mut xadd_us));
     let (worker_cpu_us, redis_cpu_us) = (median_f(&mut worker_cpus), median_f(&mut redis_cpus));
     println!(
-        "  Redis's own time (INFO commandstats): the module's transactions {state_cmds_us:.2} us per event (its XADD, its share of the HSETs, HDELs and the meta script); the reference's XADD {xadd_us:.2} us. CPU per event (medians): worker {worker_cpu_us:.1} us, redis-server {redis_cpu_us:.1} us"
+        "  Redis's own time (INFO commandstats): the module's transactions {state_cmds_us:.2} us per event (its XADD, its share of the HSETs, HDELs and the EVAL that writes meta); the reference's XADD {xadd_us:.2} us. CPU per event (medians): worker {worker_cpu_us:.1} us, redis-server {redis_cpu_us:.1} us"
     );
     let redis_calls = state_calls_in_redis(redis, &mut con, n);
     let redis_ratio = redis_calls / reference;
