@@ -131,22 +131,81 @@ struct Tally {
     oldest: Option<i64>,
 }
 
+/// Which of a queue's counts a member is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Column {
+    /// Waiting or Trying.
+    Waiting,
+    Answering,
+    Abandoned,
+    Other,
+}
+
+/// What a member counts for in its queue's tally.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Counted {
+    column: Column,
+    joined: i64,
+}
+
+fn counted(m: &Value) -> Counted {
+    let column = match text(m.get("state")) {
+        "Waiting" | "Trying" => Column::Waiting,
+        "Answered" => Column::Answering,
+        "Abandoned" => Column::Abandoned,
+        _ => Column::Other,
+    };
+    Counted {
+        column,
+        joined: num(m.get("joined_epoch")),
+    }
+}
+
 impl Tally {
     fn of(members: Option<&BTreeMap<String, Value>>) -> Tally {
-        let mut t = Tally::default();
-        for m in members.into_iter().flat_map(|m| m.values()) {
-            match text(m.get("state")) {
-                "Waiting" | "Trying" => {
-                    t.waiting += 1;
-                    let j = num(m.get("joined_epoch"));
-                    t.oldest = Some(t.oldest.map_or(j, |o: i64| o.min(j)));
+        let none = Tally::default();
+        members
+            .into_iter()
+            .flat_map(|m| m.values())
+            .fold(none, |t, m| t.moved(None, Some(counted(m))).unwrap_or(t))
+    }
+
+    /// The tally after one member moved from `before` to `after` (None: not
+    /// in the queue), without walking the queue's members. None when only a
+    /// walk can tell: the longest waiting caller stopped waiting.
+    fn moved(mut self, before: Option<Counted>, after: Option<Counted>) -> Option<Tally> {
+        if let Some(b) = before {
+            match b.column {
+                Column::Waiting => {
+                    self.waiting = self.waiting.checked_sub(1)?;
+                    let still =
+                        after.is_some_and(|a| a.column == Column::Waiting && a.joined == b.joined);
+                    if self.waiting == 0 {
+                        self.oldest = None;
+                    } else if self.oldest == Some(b.joined) && !still {
+                        return None;
+                    }
                 }
-                "Answered" => t.answering += 1,
-                "Abandoned" => t.abandoned += 1,
-                _ => {}
+                Column::Answering => self.answering = self.answering.checked_sub(1)?,
+                Column::Abandoned => self.abandoned = self.abandoned.checked_sub(1)?,
+                Column::Other => {}
             }
         }
-        t
+        if let Some(a) = after {
+            match a.column {
+                Column::Waiting => {
+                    self.waiting += 1;
+                    self.oldest = Some(self.oldest.map_or(a.joined, |o| o.min(a.joined)));
+                }
+                Column::Answering => self.answering += 1,
+                Column::Abandoned => self.abandoned += 1,
+                Column::Other => {}
+            }
+        }
+        if self.waiting == 0 {
+            self.oldest = None;
+        }
+        Some(self)
     }
 
     /// What `write` put into a rendered queue.
@@ -386,6 +445,9 @@ impl Model {
         let mut agent_changed = false;
         let mut member_queue = None;
         let existed = self.agents.contains_key(&agent);
+        // The event's member as its queue counted it, to move the queue's
+        // tally instead of walking every member after each event.
+        let before = self.member(&queue, &member).map(counted);
         // An agent event without an agent changes no agent.
         let agent_event = matches!(
             ev.action(),
@@ -597,7 +659,8 @@ impl Model {
                     value,
                 });
             }
-            self.queue_changed(&q, &mut out);
+            let after = self.member(&q, &member).map(counted);
+            self.queue_changed(&q, Some((before, after)), &mut out);
         }
         out
     }
@@ -661,31 +724,49 @@ impl Model {
             }
         }
         for q in touched {
-            self.queue_changed(&q, &mut out);
+            self.queue_changed(&q, None, &mut out);
         }
         out
     }
 
     /// Re-renders queue `q` after its members changed. A queue's
     /// configuration and tiers change only with a seed, so a queue already
-    /// rendered differs only in its tally: that is all that is recomputed.
-    fn queue_changed(&mut self, q: &str, out: &mut Vec<Change>) {
-        let now = Tally::of(self.members.get(q));
-        let was = match self.rendered.get_mut(q) {
-            Some(Value::Object(v)) => {
-                let was = Tally::read(v);
+    /// rendered differs only in its tally: that is all that is recomputed,
+    /// from the one member that moved when that is known (`moved`), else by
+    /// walking the queue's members.
+    fn queue_changed(
+        &mut self,
+        q: &str,
+        moved: Option<(Option<Counted>, Option<Counted>)>,
+        out: &mut Vec<Change>,
+    ) {
+        let was = match self.rendered.get(q) {
+            Some(Value::Object(v)) => Some(Tally::read(v)),
+            _ => None,
+        };
+        let was = match was {
+            Some(was) => {
+                let now = moved
+                    .and_then(|(b, a)| was.moved(b, a))
+                    .unwrap_or_else(|| Tally::of(self.members.get(q)));
                 if was == now {
                     return;
                 }
-                now.write(v);
+                if let Some(Value::Object(v)) = self.rendered.get_mut(q) {
+                    now.write(v);
+                }
                 was
             }
             // Not rendered yet: none of it is counted.
-            _ => {
+            None => {
                 let v = self.render_queue(q);
                 self.rendered.insert(q.to_string(), v);
                 Tally::default()
             }
+        };
+        let now = match self.rendered.get(q) {
+            Some(Value::Object(v)) => Tally::read(v),
+            _ => Tally::default(),
         };
         self.waiting = (self.waiting + now.waiting).saturating_sub(was.waiting);
         self.answering = (self.answering + now.answering).saturating_sub(was.answering);
@@ -1294,6 +1375,9 @@ mod tests {
                     let n = |states: &[&str]| ms.values().filter(|m| states.contains(&text(m.get("state")))).count();
                     proptest::prop_assert_eq!(v["waiting"].as_u64(), Some(n(&["Waiting", "Trying"]) as u64));
                     proptest::prop_assert_eq!(v["answering"].as_u64(), Some(n(&["Answered"]) as u64));
+                    // The tally moved member by member equals a walk over
+                    // the members (the abandoned, the longest wait too).
+                    proptest::prop_assert_eq!(Some(v), Some(&m.render_queue(q)), "queue {}", q);
                 }
             }
         }
