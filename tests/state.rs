@@ -776,6 +776,60 @@ print(json.dumps({{"seeds": seeds, "entries": entries, "state": {{k: v for k, v 
     t.module.unload();
 }
 
+/// The stream `cc_stream`: each entry's ID and its value of `field`.
+fn stream_field(con: &mut redis::Connection, field: &str) -> Vec<(String, String)> {
+    let all: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg("cc_stream")
+        .arg("-")
+        .arg("+")
+        .query(con)
+        .unwrap();
+    all.into_iter()
+        .filter_map(|(id, f)| {
+            let v = f.into_iter().find(|(k, _)| k == field)?.1;
+            Some((id, v))
+        })
+        .collect()
+}
+
+/// The user `ccevents` with `password`, allowed `channels` and `commands`
+/// on the mirror's keys and `cc_stream`.
+fn acl_user(redis: &harness::redis::RedisServer, password: &str, channels: &str, commands: &str) {
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("ccevents")
+        .arg("on")
+        .arg(format!(">{password}"))
+        .arg("resetchannels")
+        .arg(channels)
+        .arg("resetkeys")
+        .arg("~cc_state:*")
+        .arg("~cc_stream")
+        .arg("-@all")
+        .arg(commands.split(' ').collect::<Vec<_>>())
+        .query(&mut redis.connection())
+        .unwrap();
+}
+
+/// The module with the mirror and `cc_stream`, as the user `ccevents`.
+fn load_as_user(redis: &harness::redis::RedisServer, password: &str) -> core::LoadedModule {
+    harness::config_for(
+        redis.port,
+        &[
+            ("state", "true"),
+            ("stream", "cc_stream"),
+            ("username", "ccevents"),
+            ("password", password),
+        ],
+    );
+    harness::core::note_secret(password);
+    core::LoadedModule::load().expect("load")
+}
+
+/// The README's commands for the mirror with a stream (its ACL rule).
+const STATE_COMMANDS: &str =
+    "+publish +ping +xadd +multi +exec +eval +evalsha +script|load +hset +hdel +del +hkeys";
+
 /// A batch's state call goes ahead of its PUBLISHes: while Redis refuses a
 /// PUBLISH (the user may not use the channel), the batch's stream entries and
 /// state are already written, and once the channel is allowed every event
@@ -786,39 +840,10 @@ fn a_refused_publish_is_sent_again_without_writing_the_state_twice() {
     let cc = Callcenter::new(1, 2);
     cc.serve();
     let redis = harness::redis::RedisServer::start();
-    let rule = |channels: &str| {
-        let _: () = redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg("ccevents")
-            .arg("on")
-            .arg(">s3cret-state")
-            .arg("resetchannels")
-            .arg(channels)
-            .arg("resetkeys")
-            .arg("~cc_state:*")
-            .arg("~cc_stream")
-            .arg("-@all")
-            .arg(
-                "+publish +ping +xadd +multi +exec +eval +evalsha +script|load +hset +hdel +del +hkeys"
-                    .split(' ')
-                    .collect::<Vec<_>>(),
-            )
-            .query(&mut redis.connection())
-            .unwrap();
-    };
+    let rule = |channels: &str| acl_user(&redis, "s3cret-state", channels, STATE_COMMANDS);
     rule("&other");
-    harness::config_for(
-        redis.port,
-        &[
-            ("state", "true"),
-            ("stream", "cc_stream"),
-            ("username", "ccevents"),
-            ("password", "s3cret-state"),
-        ],
-    );
-    harness::core::note_secret("s3cret-state");
     let sub = harness::redis::Subscriber::new(&redis, "callcenter_events");
-    let module = core::LoadedModule::load().expect("load");
+    let module = load_as_user(&redis, "s3cret-state");
     let mut con = redis.connection();
     assert!(wait_until(WAIT, || seeded(&mut con)), "never seeded");
     let statuses = ["Available", "On Break", "Available", "Logged Out"];
@@ -830,18 +855,9 @@ fn a_refused_publish_is_sent_again_without_writing_the_state_twice() {
         harness::common::status()
     );
     let entries = |con: &mut redis::Connection| -> Vec<String> {
-        let all: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-            .arg("cc_stream")
-            .arg("-")
-            .arg("+")
-            .query(con)
-            .unwrap();
-        all.into_iter()
-            .flat_map(|(_, f)| {
-                f.into_iter()
-                    .filter(|(k, _)| k == "sequence")
-                    .map(|(_, v)| v)
-            })
+        stream_field(con, "sequence")
+            .into_iter()
+            .map(|(_, v)| v)
             .collect()
     };
     // The first event's batch is refused: its state call went through all
@@ -917,20 +933,8 @@ fn a_transaction_with_a_failed_command_is_refused_and_sent_again() {
     assert!(!published_all(2), "confirmed what Redis refused");
     let _: () = con.del("cc_stream").unwrap();
     assert!(wait_until(WAIT, || published_all(2)));
-    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg("cc_stream")
-        .arg("-")
-        .arg("+")
-        .query(&mut con)
-        .unwrap();
-    let actions: Vec<String> = entries
-        .iter()
-        .flat_map(|(_, f)| {
-            f.iter()
-                .filter(|(k, _)| k == "action")
-                .map(|(_, v)| v.clone())
-        })
-        .collect();
+    let entries = stream_field(&mut con, "action");
+    let actions: Vec<&str> = entries.iter().map(|(_, a)| a.as_str()).collect();
     assert_eq!(actions, ["agent-status-change", "agent-status-change"]);
     assert_eq!(
         meta(&mut con, P).get("stream_id"),
@@ -949,36 +953,15 @@ fn a_user_without_multi_gets_each_batch_as_one_script_call() {
     let cc = Callcenter::new(1, 2);
     cc.serve();
     let redis = harness::redis::RedisServer::start();
-    let _: () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("ccevents")
-        .arg("on")
-        .arg(">s3cret-older")
-        .arg("resetchannels")
-        .arg("&callcenter_events")
-        .arg("resetkeys")
-        .arg("~cc_state:*")
-        .arg("~cc_stream")
-        .arg("-@all")
-        .arg(
-            "+publish +ping +xadd +evalsha +script|load +hset +hdel +del +hkeys"
-                .split(' ')
-                .collect::<Vec<_>>(),
-        )
-        .query(&mut redis.connection())
-        .unwrap();
-    harness::config_for(
-        redis.port,
-        &[
-            ("state", "true"),
-            ("stream", "cc_stream"),
-            ("username", "ccevents"),
-            ("password", "s3cret-older"),
-        ],
+    // The earlier README's rule: STATE_COMMANDS without +multi +exec +eval.
+    acl_user(
+        &redis,
+        "s3cret-older",
+        "&callcenter_events",
+        "+publish +ping +xadd +evalsha +script|load +hset +hdel +del +hkeys",
     );
-    harness::core::note_secret("s3cret-older");
     core::take_logs();
-    let module = core::LoadedModule::load().expect("load");
+    let module = load_as_user(&redis, "s3cret-older");
     let mut con = redis.connection();
     assert!(wait_until(WAIT, || seeded(&mut con)), "never seeded");
     for (i, s) in ["Available", "On Break", "Available", "Logged Out"]
@@ -988,20 +971,8 @@ fn a_user_without_multi_gets_each_batch_as_one_script_call() {
         cc.set_status(&format!("agent-0-{}@test", i % 2), s);
     }
     assert!(wait_until(WAIT, || published_all(4)));
-    let all: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg("cc_stream")
-        .arg("-")
-        .arg("+")
-        .query(&mut con)
-        .unwrap();
-    let actions: Vec<&str> = all
-        .iter()
-        .flat_map(|(_, f)| {
-            f.iter()
-                .filter(|(k, _)| k == "action")
-                .map(|(_, v)| v.as_str())
-        })
-        .collect();
+    let entries = stream_field(&mut con, "action");
+    let actions: Vec<&str> = entries.iter().map(|(_, a)| a.as_str()).collect();
     assert_eq!(
         actions,
         [
@@ -1014,7 +985,7 @@ fn a_user_without_multi_gets_each_batch_as_one_script_call() {
     );
     assert_eq!(
         meta(&mut con, P).get("stream_id"),
-        all.last().map(|(id, _)| id)
+        entries.last().map(|(id, _)| id)
     );
     assert_eq!(our_agents(&snapshot(&mut con, P)), db_agents(&cc));
     let logs = core::logs();
