@@ -160,13 +160,15 @@ pub fn render_state(report: Option<&crate::state::Report>) -> String {
          answering:      {answering}\n\
          last seed:      {seeded}\n\
          last sequence:  {sequence}\n\
-         mod_callcenter: {source}\n",
+         mod_callcenter: {source}\n\
+         writes:         {writes}\n",
         prefix = r.prefix,
         agents = r.counts.agents,
         queues = r.counts.queues,
         waiting = r.counts.waiting,
         answering = r.counts.answering,
         sequence = r.sequence.map_or("none yet".to_string(), |s| s.to_string()),
+        writes = r.writes,
     )
 }
 

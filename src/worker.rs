@@ -192,12 +192,24 @@ fn transactions(redis: &crate::config::RedisSettings) -> bool {
     !matches!(redis.topology, crate::config::Topology::Cluster(_))
 }
 
+/// Sets how the mirror writes a batch, and says so in its report.
+fn set_writes(mirror: &mut Mirror, redis: &crate::config::RedisSettings, allowed: bool) {
+    mirror.transaction = transactions(redis) && allowed;
+    mirror.report.writes = match (transactions(redis), allowed) {
+        (true, true) => "one MULTI/EXEC transaction a batch",
+        (true, false) => {
+            "one script call a batch (the Redis user may not run MULTI/EXEC: add +multi +exec)"
+        }
+        (false, _) => "one script call a batch (Redis Cluster)",
+    };
+}
+
 fn new_state(w: &Worker) -> Option<StateRun> {
     let settings = w.settings.state.clone()?;
     let source = w.source?;
     let now = Instant::now();
     let mut mirror = Mirror::new(settings, source);
-    mirror.transaction = transactions(&w.settings.redis);
+    set_writes(&mut mirror, &w.settings.redis, true);
     Some(StateRun {
         mirror,
         due: Some(Due::Seed),
@@ -333,7 +345,7 @@ impl Run {
             // `cc_events reload` reseeds: the operator may have changed mod_callcenter too.
             Some(st) if same_state => {
                 st.due = Some(Due::Seed);
-                st.mirror.transaction = transactions(&self.w.settings.redis);
+                set_writes(&mut st.mirror, &self.w.settings.redis, true);
             }
             _ => {
                 self.state = new_state(&self.w);
@@ -831,8 +843,9 @@ impl Run {
             );
         }
         if let Some(st) = &mut self.state {
-            st.mirror.transaction = !refused;
+            set_writes(&mut st.mirror, &self.w.settings.redis, !refused);
         }
+        self.report_state();
     }
 
     /// Publishes the mirror's report for `cc_events state`.

@@ -909,6 +909,7 @@ fn a_refused_publish_is_sent_again_without_writing_the_state_twice() {
     assert_eq!(seqs.len(), statuses.len(), "one entry per event: {seqs:?}");
     assert_eq!(unique, seqs);
     assert_eq!(meta(&mut con, P).get("sequence"), seqs.last());
+    assert_eq!(state_line("writes"), "one MULTI/EXEC transaction a batch");
     assert_eq!(our_agents(&snapshot(&mut con, P)), db_agents(&cc));
     module.unload();
 }
@@ -997,5 +998,9 @@ fn a_user_without_multi_gets_each_batch_as_one_script_call() {
     // SWITCH_LOG_WARNING
     assert_eq!(said[0].level, 4);
     assert!(said[0].text.contains("add +multi +exec"));
+    assert_eq!(
+        state_line("writes"),
+        "one script call a batch (the Redis user may not run MULTI/EXEC: add +multi +exec)"
+    );
     module.unload();
 }

@@ -69,6 +69,8 @@ pub struct Report {
     pub waiting_for: Option<String>,
     pub seeds: u64,
     pub refreshes: u64,
+    /// How a batch of events' writes reach Redis (`cc_events state`).
+    pub writes: &'static str,
 }
 
 #[derive(Default)]
