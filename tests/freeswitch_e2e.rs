@@ -252,16 +252,6 @@ struct Running {
     esl_port: u16,
 }
 
-impl Running {
-    fn log_path(&self) -> PathBuf {
-        self.base.join("log/freeswitch.log")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-}
-
 /// Writes the configuration (cc_events.conf.xml = `cc_events`), starts FreeSWITCH
 /// from FREESWITCH_PREFIX on loopback and connects to its event socket.
 fn start_freeswitch(tag: &str, cc_events: &str) -> Running {
@@ -556,17 +546,7 @@ fn callcenter_events_reach_redis_from_a_real_freeswitch() {
     // a dlclose()d object mapped while it has thread-local destructors registered
     // on a live thread (std::thread::spawn registers one on the calling thread).
     let pid = fs.pid().expect("freeswitch.pid");
-    let out = esl.api("unload mod_cc_events").unwrap();
-    assert!(out.starts_with("+OK"), "final unload: {out}");
-    let mut left = Vec::new();
-    assert!(
-        wait_until(Duration::from_secs(5), || {
-            left = module_mappings(pid);
-            left.is_empty()
-        }),
-        "after `unload mod_cc_events`, FreeSWITCH (pid {pid}) still maps the module (/proc/{pid}/maps):\n{}",
-        left.join("\n")
-    );
+    unload_leaves_nothing_mapped(&mut esl, pid);
 
     // An upgrade: the new file is written next to the installed one and renamed
     // over it (a new inode, as package managers do), then loaded.
@@ -602,23 +582,69 @@ fn callcenter_events_reach_redis_from_a_real_freeswitch() {
         "the upgraded module publishes"
     );
 
+    let log = shut_down(&mut esl, &fs, &base);
+    assert!(log.contains("mod_cc_events stopped:"), "shutdown ran");
+    drop(fs);
+    clean_up(&base);
+}
+
+/// `unload mod_cc_events`, after which nothing of the module stays mapped
+/// in FreeSWITCH (process `pid`).
+fn unload_leaves_nothing_mapped(esl: &mut Esl, pid: i32) {
+    let out = esl.api("unload mod_cc_events").unwrap();
+    assert!(out.starts_with("+OK"), "final unload: {out}");
+    let mut left = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            left = module_mappings(pid);
+            left.is_empty()
+        }),
+        "after `unload mod_cc_events`, FreeSWITCH (pid {pid}) still maps the module (/proc/{pid}/maps):\n{}",
+        left.join("\n")
+    );
+}
+
+/// `cycles` times: `unload` and `load` the module, wait until it is
+/// `connected` again, and change an agent's status, which `sub` must get.
+fn reload_cycles(esl: &mut Esl, module: &Path, sub: &Subscriber, connected: &str, cycles: usize) {
+    for cycle in 0..cycles {
+        let out = esl.api("unload mod_cc_events").unwrap();
+        assert!(out.starts_with("+OK"), "cycle {cycle} unload: {out}");
+        let out = esl.api(&format!("load {}", module.display())).unwrap();
+        assert!(out.starts_with("+OK"), "cycle {cycle} load: {out}");
+        wait_status(esl, connected);
+        let status = if cycle % 2 == 0 {
+            "On Break"
+        } else {
+            "Available"
+        };
+        esl.api(&format!(
+            "callcenter_config agent set status tenant-1@areski '{status}'"
+        ))
+        .unwrap();
+        next_status_change(sub, status);
+    }
+}
+
+/// `fsctl shutdown`, waited for; returns FreeSWITCH's log, which holds no panic.
+fn shut_down(esl: &mut Esl, fs: &FreeSwitch, base: &Path) -> String {
     let _ = esl.api("fsctl shutdown");
     assert!(
         wait_until(WAIT, || !fs.alive()),
         "FreeSWITCH did not shut down"
     );
-    let log = log();
-    assert!(log.contains("mod_cc_events stopped:"), "shutdown ran");
-    assert!(
-        !log.contains("panic"),
-        "no panic in {}",
-        base.join("log/freeswitch.log").display()
-    );
-    drop(fs);
+    let path = base.join("log/freeswitch.log");
+    let log = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(!log.contains("panic"), "no panic in {}", path.display());
+    log
+}
+
+/// Removes a test's FreeSWITCH directory, unless CC_EVENTS_KEEP_E2E is set.
+fn clean_up(base: &Path) {
     if std::env::var_os("CC_EVENTS_KEEP_E2E").is_some() {
         eprintln!("kept {}", base.display());
     } else {
-        let _ = std::fs::remove_dir_all(&base);
+        let _ = std::fs::remove_dir_all(base);
     }
 }
 
@@ -723,23 +749,7 @@ fn tls_to_redis_from_a_real_freeswitch_and_a_clean_unload() {
 
     // Unload and load: each load makes a new TLS connection (and a new rustls
     // config) inside the same process.
-    for cycle in 0..5 {
-        let out = esl.api("unload mod_cc_events").unwrap();
-        assert!(out.starts_with("+OK"), "cycle {cycle} unload: {out}");
-        let out = esl.api(&format!("load {}", module.display())).unwrap();
-        assert!(out.starts_with("+OK"), "cycle {cycle} load: {out}");
-        wait_status(&mut esl, &connected);
-        let status = if cycle % 2 == 0 {
-            "On Break"
-        } else {
-            "Available"
-        };
-        esl.api(&format!(
-            "callcenter_config agent set status tenant-1@areski '{status}'"
-        ))
-        .unwrap();
-        next_status_change(&sub, status);
-    }
+    reload_cycles(&mut esl, &module, &sub, &connected, 5);
     let status = wait_status(&mut esl, "queued:     0 of");
     assert!(status.contains(&connected), "{status}");
     assert!(status.contains("dropped:    0\n"), "{status}");
@@ -747,17 +757,7 @@ fn tls_to_redis_from_a_real_freeswitch_and_a_clean_unload() {
 
     // The final unload leaves nothing of the module (rustls and ring included:
     // they are linked into it) mapped in FreeSWITCH.
-    let out = esl.api("unload mod_cc_events").unwrap();
-    assert!(out.starts_with("+OK"), "final unload: {out}");
-    let mut left = Vec::new();
-    assert!(
-        wait_until(Duration::from_secs(5), || {
-            left = module_mappings(pid);
-            left.is_empty()
-        }),
-        "after `unload mod_cc_events`, FreeSWITCH (pid {pid}) still maps the module (/proc/{pid}/maps):\n{}",
-        left.join("\n")
-    );
+    unload_leaves_nothing_mapped(&mut esl, pid);
     // FreeSWITCH's own OpenSSL is still there and FreeSWITCH still answers.
     assert!(std::fs::read_to_string(format!("/proc/{pid}/maps"))
         .unwrap()
@@ -765,23 +765,9 @@ fn tls_to_redis_from_a_real_freeswitch_and_a_clean_unload() {
     let out = esl.api("status").unwrap();
     assert!(out.contains("UP"), "{out}");
 
-    let _ = esl.api("fsctl shutdown");
-    assert!(
-        wait_until(WAIT, || !fs.alive()),
-        "FreeSWITCH did not shut down"
-    );
-    let log = log();
-    assert!(
-        !log.contains("panic"),
-        "no panic in {}",
-        base.join("log/freeswitch.log").display()
-    );
+    shut_down(&mut esl, &fs, &base);
     drop(fs);
-    if std::env::var_os("CC_EVENTS_KEEP_E2E").is_some() {
-        eprintln!("kept {}", base.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&base);
-    }
+    clean_up(&base);
 }
 
 /// A `redis-sentinel` monitoring `mymaster` at `master_port` (quorum 2), with
@@ -879,7 +865,6 @@ fn sentinel_inside_a_real_freeswitch() {
             ("sentinel-master", "mymaster"),
         ]),
     );
-    let log = || std::fs::read_to_string(base.join("log/freeswitch.log")).unwrap_or_default();
     let connected = format!(
         "redis:      connected (master 'mymaster' 127.0.0.1:{} via sentinel 127.0.0.1:",
         master.port
@@ -894,62 +879,22 @@ fn sentinel_inside_a_real_freeswitch() {
     next_status_change(&sub, "Available");
 
     // Unload and load: each load asks the sentinels again.
-    for cycle in 0..3 {
-        let out = esl.api("unload mod_cc_events").unwrap();
-        assert!(out.starts_with("+OK"), "cycle {cycle} unload: {out}");
-        let out = esl.api(&format!("load {}", module.display())).unwrap();
-        assert!(out.starts_with("+OK"), "cycle {cycle} load: {out}");
-        wait_status(&mut esl, &connected);
-        let status = if cycle % 2 == 0 {
-            "On Break"
-        } else {
-            "Available"
-        };
-        esl.api(&format!(
-            "callcenter_config agent set status tenant-1@areski '{status}'"
-        ))
-        .unwrap();
-        next_status_change(&sub, status);
-    }
+    reload_cycles(&mut esl, &module, &sub, &connected, 3);
     let status = wait_status(&mut esl, "queued:     0 of");
     assert!(status.contains("dropped:    0\n"), "{status}");
     assert!(sub.drain().is_empty());
 
     let pid = fs.pid().expect("freeswitch.pid");
-    let out = esl.api("unload mod_cc_events").unwrap();
-    assert!(out.starts_with("+OK"), "final unload: {out}");
-    let mut left = Vec::new();
-    assert!(
-        wait_until(Duration::from_secs(5), || {
-            left = module_mappings(pid);
-            left.is_empty()
-        }),
-        "after `unload mod_cc_events`, FreeSWITCH (pid {pid}) still maps the module (/proc/{pid}/maps):\n{}",
-        left.join("\n")
-    );
+    unload_leaves_nothing_mapped(&mut esl, pid);
 
-    let _ = esl.api("fsctl shutdown");
-    assert!(
-        wait_until(WAIT, || !fs.alive()),
-        "FreeSWITCH did not shut down"
-    );
-    let log = log();
-    assert!(
-        !log.contains("panic"),
-        "no panic in {}",
-        base.join("log/freeswitch.log").display()
-    );
+    let log = shut_down(&mut esl, &fs, &base);
     assert!(
         !log.contains("host and port are ignored"),
         "the config has no host/port"
     );
     drop(fs);
     drop(sentinels);
-    if std::env::var_os("CC_EVENTS_KEEP_E2E").is_some() {
-        eprintln!("kept {}", base.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&base);
-    }
+    clean_up(&base);
 }
 
 /// `cc_events status json`, parsed.
@@ -1511,27 +1456,13 @@ fn envelope_stream_and_reload_in_a_real_freeswitch() {
         "{st}"
     );
 
-    let _ = esl.api("fsctl shutdown");
-    assert!(
-        wait_until(WAIT, || !fs.fs.alive()),
-        "FreeSWITCH did not shut down"
-    );
-    let log = fs.log();
+    let log = shut_down(esl, &fs.fs, &fs.base);
     assert!(log.contains("mod_cc_events stopped:"), "shutdown ran");
     assert!(log.contains("cc_events reload: "), "the reload was logged");
-    assert!(
-        !log.contains("panic"),
-        "no panic in {}",
-        fs.log_path().display()
-    );
     eprintln!("the whole scenario took {:?}", t0.elapsed());
     let base = fs.base.clone();
     drop(fs);
-    if std::env::var_os("CC_EVENTS_KEEP_E2E").is_some() {
-        eprintln!("kept {}", base.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&base);
-    }
+    clean_up(&base);
 }
 
 // --- The live state mirror against mod_callcenter's own lists ----------------
@@ -2150,18 +2081,8 @@ fn state_mirror_follows_mod_callcenter_in_a_real_freeswitch() {
     eprintln!("{} entries in cc_stream; meta {meta:?}", stream.len());
 
     let _ = esl.api("hupall");
-    let _ = esl.api("fsctl shutdown");
-    assert!(
-        wait_until(WAIT, || !fs.fs.alive()),
-        "FreeSWITCH did not shut down"
-    );
-    let log = fs.log();
+    let log = shut_down(esl, &fs.fs, &fs.base);
     assert!(log.contains("mod_cc_events stopped:"), "shutdown ran");
-    assert!(
-        !log.contains("panic"),
-        "no panic in {}",
-        fs.log_path().display()
-    );
     assert!(
         !log.contains("state mirror: cannot read"),
         "mod_callcenter was there for every seed"
@@ -2169,9 +2090,5 @@ fn state_mirror_follows_mod_callcenter_in_a_real_freeswitch() {
     eprintln!("the whole scenario took {:?}", t0.elapsed());
     let base = fs.base.clone();
     drop(fs);
-    if std::env::var_os("CC_EVENTS_KEEP_E2E").is_some() {
-        eprintln!("kept {}", base.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&base);
-    }
+    clean_up(&base);
 }
