@@ -206,6 +206,31 @@ fn median_f(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// Each round's measurement and its reference from the same round.
+#[derive(Default)]
+struct Paired {
+    ours: Vec<f64>,
+    refs: Vec<f64>,
+    ratios: Vec<f64>,
+}
+
+impl Paired {
+    fn push(&mut self, ours: f64, reference: f64) {
+        self.ours.push(ours);
+        self.refs.push(reference);
+        self.ratios.push(ours / reference);
+    }
+
+    /// (ours, reference, ratio): the median of each over the rounds.
+    fn medians(&mut self) -> (f64, f64, f64) {
+        (
+            median_f(&mut self.ours),
+            median_f(&mut self.refs),
+            median_f(&mut self.ratios),
+        )
+    }
+}
+
 fn rss_kib() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
     statm
@@ -819,7 +844,7 @@ fn stream_throughput(
     );
     println!("  reference: {}", shell_line(redis.port, P64, n, &xadd));
 
-    let (mut ours, mut refs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rounds = Paired::default();
     for round in 1..=sizes.rounds {
         // New calls each round: a session's pool keeps every variable copy until it ends.
         fixtures::add_member_sessions();
@@ -861,15 +886,9 @@ fn stream_throughput(
             elapsed.as_secs_f64() * 1e3,
             eps / reference
         );
-        ours.push(eps);
-        refs.push(reference);
-        ratios.push(eps / reference);
+        rounds.push(eps, reference);
     }
-    let (eps, reference, ratio) = (
-        median_f(&mut ours),
-        median_f(&mut refs),
-        median_f(&mut ratios),
-    );
+    let (eps, reference, ratio) = rounds.medians();
     println!(
         "  median: mod_cc_events {eps:.0} events/s; reference XADD -P 64 {reference:.0}/s (ratio {ratio:.2}, target >= 0.4); stream length now {} (MAXLEN ~{STREAM_MAXLEN})",
         watch.len()
@@ -1400,7 +1419,7 @@ fn state_section(
         sizes.state_calls
     );
     println!("  reference: the envelope mode's XADD above (same fields, same payload), run again each round, after {STREAM_MAXLEN} more of it (untimed) that leave only its own entries in the stream, as in the envelope mode");
-    let (mut ours, mut refs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rounds = Paired::default();
     let (mut cmds_us, mut xadd_us) = (Vec::new(), Vec::new());
     let (mut worker_cpus, mut redis_cpus) = (Vec::new(), Vec::new());
     for round in 1..=sizes.rounds {
@@ -1467,15 +1486,9 @@ fn state_section(
             elapsed.as_secs_f64() * 1e3,
             eps / reference
         );
-        ours.push(eps);
-        refs.push(reference);
-        ratios.push(eps / reference);
+        rounds.push(eps, reference);
     }
-    let (eps, reference, ratio) = (
-        median_f(&mut ours),
-        median_f(&mut refs),
-        median_f(&mut ratios),
-    );
+    let (eps, reference, ratio) = rounds.medians();
     let agents: u64 = redis::cmd("HLEN")
         .arg(format!("{STATE_PREFIX}:agents"))
         .query(&mut con)
@@ -1602,7 +1615,7 @@ fn tls_throughput(epoch: Instant, published: &OwnedEvent, sizes: &Sizes) -> (f64
         module.unload();
         n as f64 / elapsed.as_secs_f64()
     };
-    let (mut tls, mut plain, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rounds = Paired::default();
     for round in 1..=sizes.rounds {
         let p = measure(redis.port, &[]);
         let t = measure(tls_port, &[("tls", "true"), ("tls-ca-file", &ca)]);
@@ -1610,15 +1623,9 @@ fn tls_throughput(epoch: Instant, published: &OwnedEvent, sizes: &Sizes) -> (f64
             "  round {round}: plaintext {p:>10.0} events/s; tls {t:>10.0} events/s; ratio {:.2}",
             t / p
         );
-        plain.push(p);
-        tls.push(t);
-        ratios.push(t / p);
+        rounds.push(t, p);
     }
-    let (tls, plain, ratio) = (
-        median_f(&mut tls),
-        median_f(&mut plain),
-        median_f(&mut ratios),
-    );
+    let (tls, plain, ratio) = rounds.medians();
     println!(
         "  median: tls {tls:.0} events/s, plaintext {plain:.0} events/s, ratio {ratio:.2} (target >= 0.7)"
     );
@@ -1727,9 +1734,7 @@ fn main() {
         "  reference: {}",
         shell_line(redis.port, P64, sizes.throughput_events, &publish)
     );
-    let mut ours = Vec::new();
-    let mut ratios_p64 = Vec::new();
-    let mut refs_p64 = Vec::new();
+    let mut rounds_p64 = Paired::default();
     for round in 1..=sizes.rounds {
         // New calls each round: a session's pool keeps every variable copy until it ends.
         fixtures::add_member_sessions();
@@ -1760,17 +1765,13 @@ fn main() {
             elapsed.as_secs_f64() * 1e3,
             eps / reference
         );
-        ours.push(eps);
-        refs_p64.push(reference);
-        ratios_p64.push(eps / reference);
+        rounds_p64.push(eps, reference);
     }
     let before = sub.count();
     let ref_p1 = redis_benchmark(redis.port, 1, sizes.reference_p1_events, &publish);
     assert!(wait_until(Duration::from_secs(60), || sub.count()
         >= before + sizes.reference_p1_events as u64));
-    let throughput = median_f(&mut ours);
-    let ratio_p64 = median_f(&mut ratios_p64);
-    let ref_p64 = median_f(&mut refs_p64);
+    let (throughput, ref_p64, ratio_p64) = rounds_p64.medians();
     let ratio_p1 = throughput / ref_p1;
     println!("  median: mod_cc_events {throughput:.0} events/s; reference -P 64 {ref_p64:.0}/s (ratio {ratio_p64:.2}, target >= 0.5); reference -P 1 {ref_p1:.0}/s (ratio {ratio_p1:.2}, target >= 5)");
 

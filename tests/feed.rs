@@ -16,10 +16,10 @@ use harness::common::status_change;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use harness::core::{self, OwnedEvent};
 use harness::fixtures::{self, Fixture};
@@ -271,22 +271,7 @@ impl PatternSubscriber {
 
     /// Waits for exactly `n` messages, failing after `limit`.
     fn take(&self, n: usize, limit: Duration) -> Vec<(String, String)> {
-        let end = Instant::now() + limit;
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            match self
-                .rx
-                .recv_timeout(end.saturating_duration_since(Instant::now()))
-            {
-                Ok(m) => out.push(m),
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "got {} of {n} messages within {limit:?}: {out:?}",
-                    out.len()
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!("pattern subscriber thread died"),
-            }
-        }
-        out
+        harness::redis::take(&self.rx, n, limit, "pattern subscriber")
     }
 
     fn drain(&self) -> Vec<(String, String)> {

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -387,21 +387,7 @@ impl ShardSubscriber {
 
     /// Waits for exactly `n` messages, failing after `limit`.
     pub fn take(&self, n: usize, limit: Duration) -> Vec<String> {
-        let end = Instant::now() + limit;
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            match self
-                .rx
-                .recv_timeout(end.saturating_duration_since(Instant::now()))
-            {
-                Ok(m) => out.push(m),
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!("got {} of {n} sharded messages within {limit:?}", out.len())
-                }
-                Err(RecvTimeoutError::Disconnected) => panic!("shard subscriber thread died"),
-            }
-        }
-        out
+        super::redis::take(&self.rx, n, limit, "shard subscriber")
     }
 }
 

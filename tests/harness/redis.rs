@@ -183,6 +183,25 @@ impl Drop for RedisServer {
     }
 }
 
+/// Exactly `n` messages from a subscriber's thread (`who`, for the failure),
+/// failing after `limit`.
+pub fn take<T: std::fmt::Debug>(rx: &Receiver<T>, n: usize, limit: Duration, who: &str) -> Vec<T> {
+    let end = Instant::now() + limit;
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+            Ok(m) => out.push(m),
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "{who}: got {} of {n} messages within {limit:?}; last: {:?}",
+                out.len(),
+                out.last()
+            ),
+            Err(RecvTimeoutError::Disconnected) => panic!("{who} thread died"),
+        }
+    }
+    out
+}
+
 /// A SUBSCRIBE client on its own thread, collecting messages in arrival order.
 pub struct Subscriber {
     rx: Receiver<String>,
@@ -241,21 +260,7 @@ impl Subscriber {
 
     /// Waits for exactly `n` messages, failing after `limit`.
     pub fn take(&self, n: usize, limit: Duration) -> Vec<String> {
-        let end = Instant::now() + limit;
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(m) => out.push(m),
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "got {} of {n} messages within {limit:?}; last: {:?}",
-                    out.len(),
-                    out.last()
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!("subscriber thread died"),
-            }
-        }
-        out
+        self::take(&self.rx, n, limit, "subscriber")
     }
 
     /// Messages already received, without waiting.
