@@ -99,6 +99,24 @@ enum Due {
     Refresh,
 }
 
+impl StateRun {
+    /// The read of mod_callcenter due now (`rejected`: the events dropped so
+    /// far): a seed when events were dropped since the last one (the state
+    /// missed them), else what is already due, else a refresh when its time
+    /// has come.
+    fn due_now(&self, now: Instant, rejected: u64) -> Option<Due> {
+        let refresh = self.mirror.settings().refresh;
+        if self.mirror.seeded && rejected != self.rejected_seen {
+            Some(Due::Seed)
+        } else if self.due.is_some() {
+            self.due
+        } else {
+            (self.mirror.seeded && !refresh.is_zero() && now >= self.next_refresh)
+                .then_some(Due::Refresh)
+        }
+    }
+}
+
 /// How often a mirror waiting for mod_callcenter asks again.
 const STATE_RETRY: Duration = Duration::from_secs(1);
 
@@ -384,13 +402,14 @@ impl Run {
             .log(Level::Debug, &format!("{why} ({target}); reconnecting"));
     }
 
-    /// One command outside a batch (PING, SCRIPT LOAD), bounded by io-timeout-ms.
-    fn exchange_one(&mut self, command: &[u8]) -> crate::link::Exchange {
+    /// Commands outside a batch (PING, SCRIPT LOAD, the MULTI/EXEC check)
+    /// and their `replies`, bounded by io-timeout-ms.
+    fn exchange_outside(&mut self, commands: &[u8], replies: usize) -> crate::link::Exchange {
         let until = self
             .w
             .stop
             .cap(Instant::now() + self.w.settings.redis.io_timeout);
-        let ex = self.w.link.exchange(command, 1, until);
+        let ex = self.w.link.exchange(commands, replies, until);
         self.last_io = Instant::now();
         ex
     }
@@ -405,7 +424,7 @@ impl Run {
         }
         let mut ping = Vec::with_capacity(14);
         resp::command(&mut ping, &[b"PING"]);
-        let ex = self.exchange_one(&ping);
+        let ex = self.exchange_outside(&ping, 1);
         match ex.failure {
             // Any answer, even NOPERM from a strict ACL, shows the link is alive.
             None | Some(Failure::Refused(_)) => {}
@@ -578,14 +597,12 @@ impl Run {
     fn state_wants_turn(&self) -> bool {
         let Some(st) = &self.state else { return false };
         let now = Instant::now();
-        let refresh = st.mirror.settings().refresh;
         // A read of mod_callcenter is due, and allowed (not while waiting for
         // it to come back, once a second).
         let read = now >= st.retry_at
-            && (st.due.is_some()
-                || (st.mirror.seeded
-                    && (self.w.stats.rejected.load(Relaxed) != st.rejected_seen
-                        || (!refresh.is_zero() && now >= st.next_refresh))));
+            && st
+                .due_now(now, self.w.stats.rejected.load(Relaxed))
+                .is_some();
         !st.script_loaded || read || now >= st.next_expiry
     }
 
@@ -698,7 +715,7 @@ impl Run {
         if !st.script_loaded {
             let mut load = Vec::new();
             state::script::load(&mut load);
-            let ex = self.exchange_one(&load);
+            let ex = self.exchange_outside(&load, 1);
             let Some(st) = &mut self.state else {
                 return false;
             };
@@ -726,14 +743,8 @@ impl Run {
         }
         let now = Instant::now();
         let rejected = self.w.stats.rejected.load(Relaxed);
-        if rejected != st.rejected_seen && st.mirror.seeded {
-            // Events were dropped: the state missed them.
-            st.due = Some(Due::Seed);
-        }
+        st.due = st.due_now(now, rejected);
         let refresh = st.mirror.settings().refresh;
-        if st.due.is_none() && !refresh.is_zero() && now >= st.next_refresh && st.mirror.seeded {
-            st.due = Some(Due::Refresh);
-        }
         let stream_key = self
             .w
             .settings
@@ -823,20 +834,16 @@ impl Run {
     /// batch refused and sent again, and again.
     fn probe_transactions(&mut self) {
         let Some(st) = &self.state else { return };
+        let was_allowed = st.mirror.transaction;
         if !transactions(&self.w.settings.redis) {
             return;
         }
         let mut probe = Vec::with_capacity(32);
         resp::command(&mut probe, &[b"MULTI"]);
         resp::command(&mut probe, &[b"EXEC"]);
-        let until = self
-            .w
-            .stop
-            .cap(Instant::now() + self.w.settings.redis.io_timeout);
-        let ex = self.w.link.exchange(&probe, 2, until);
-        self.last_io = Instant::now();
+        let ex = self.exchange_outside(&probe, 2);
         let refused = matches!(&ex.failure, Some(Failure::Refused(e)) if e.starts_with("NOPERM"));
-        if refused && st.mirror.transaction {
+        if refused && was_allowed {
             self.w.log.log(
                 Level::Warning,
                 "state mirror: the Redis user may not run MULTI/EXEC, so each batch of events is written as one script call instead, which costs Redis about twice as much; add +multi +exec to the user (see the README's ACL rule)",
