@@ -386,7 +386,7 @@ fn balanced_braces(prefix: &str) -> bool {
     !rest.contains('}')
 }
 
-/// In a Redis Cluster each event's state call (one EVALSHA) writes the stream
+/// In a Redis Cluster a batch's state call (one EVALSHA) writes the stream
 /// and every state key, and Redis runs it only when they all hash to one
 /// slot: the state prefix must carry a hash tag, and the stream the same one.
 fn same_slot(prefix: &str, stream: Option<&Template>) -> Result<(), ConfigError> {
@@ -406,7 +406,7 @@ fn same_slot(prefix: &str, stream: Option<&Template>) -> Result<(), ConfigError>
             "stream",
             stream.as_str(),
             &format!(
-                "with cluster=true and state=true each event writes the stream and the state keys in one script call, which Redis Cluster runs only when they hash to one slot: give stream the same hash tag as state-prefix, e.g. {{{tag}}}:stream"
+                "with cluster=true and state=true each batch of events writes the stream and the state keys in one script call, which Redis Cluster runs only when they hash to one slot: give stream the same hash tag as state-prefix, e.g. {{{tag}}}:stream"
             ),
         ));
     }

@@ -5,7 +5,9 @@
 
 mod harness;
 
-use harness::common::{agent_of, config, status, status_event, status_line};
+use harness::common::{
+    agent_of, assert_last_copies_in_order, config, status, status_event, status_line,
+};
 
 use std::time::{Duration, Instant};
 
@@ -83,24 +85,6 @@ fn receive_all(sub: &Subscriber, n: usize) -> Vec<String> {
         quiet_since.elapsed() > Duration::from_millis(300)
     });
     got
-}
-
-/// Events are numbered in firing order. A re-sent event can arrive twice, but
-/// its last copy must come after the last copy of every earlier event: a
-/// consumer keeping the latest state then ends up right. Returns the duplicates.
-fn assert_last_copies_in_order(ids: &[usize]) -> usize {
-    let mut last = std::collections::BTreeMap::new();
-    for (pos, &i) in ids.iter().enumerate() {
-        last.insert(i, pos);
-    }
-    let positions: Vec<(usize, usize)> = last.into_iter().collect();
-    if let Some(w) = positions.windows(2).find(|w| w[0].1 > w[1].1) {
-        panic!(
-            "the last copy of event {} arrived after that of event {}",
-            w[0].0, w[1].0
-        );
-    }
-    ids.len() - positions.len()
 }
 
 fn percentile(v: &mut [Duration], p: f64) -> Duration {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use harness::common::{agent_of, status, status_event, status_line};
+use harness::common::{agent_of, assert_last_copies_in_order, status, status_event, status_line};
 use harness::core::{self, LoadedModule};
 use harness::redis::{free_port, temp_dir, wait_until, RedisServer};
 use harness::tls::Certs;
@@ -344,24 +344,6 @@ fn error_logs() -> Vec<String> {
         .filter(|l| l.level == SWITCH_LOG_ERROR)
         .map(|l| l.text.trim_end().to_string())
         .collect()
-}
-
-/// Events are numbered in firing order. A re-sent event can arrive twice, but
-/// its last copy must come after the last copy of every earlier event.
-/// Returns the duplicates.
-fn assert_last_copies_in_order(ids: &[usize]) -> usize {
-    let mut last = BTreeMap::new();
-    for (pos, &i) in ids.iter().enumerate() {
-        last.insert(i, pos);
-    }
-    let positions: Vec<(usize, usize)> = last.into_iter().collect();
-    if let Some(w) = positions.windows(2).find(|w| w[0].1 > w[1].1) {
-        panic!(
-            "the last copy of event {} arrived after that of event {}",
-            w[0].0, w[1].0
-        );
-    }
-    ids.len() - positions.len()
 }
 
 #[test]

@@ -107,12 +107,11 @@ pub struct StreamTarget<'a> {
     pub maxlen: u64,
 }
 
-/// The state writes of consecutive events, sent as one call. Atomic as a
-/// whole, so `meta` only ever names the group's last event and entry: a
-/// reader sees the state before the group or after it, never inside it.
-/// One call per batch instead of one per event, because Redis's cost of a
-/// script call is mostly its fixed cost and its arguments, and the group
-/// writes a field that several of its events changed only once.
+/// The state writes of consecutive events (a batch), sent as one atomic
+/// step: a MULTI ... EXEC, or one script call on Redis Cluster. `meta` only
+/// ever names the group's last event and entry: a reader sees the state
+/// before the group or after it, never inside it. A field that several of
+/// its events changed is written once.
 #[derive(Default)]
 pub struct Group {
     /// The batch as one script call (Redis Cluster).

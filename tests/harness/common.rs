@@ -76,3 +76,21 @@ pub fn config(port: u16, extra: &[(&str, &str)]) {
     params.extend_from_slice(extra);
     super::write_config(&params);
 }
+
+/// Events are numbered in firing order. A re-sent event can arrive twice, but
+/// its last copy must come after the last copy of every earlier event: a
+/// consumer keeping the latest state then ends up right. Returns the duplicates.
+pub fn assert_last_copies_in_order(ids: &[usize]) -> usize {
+    let mut last = std::collections::BTreeMap::new();
+    for (pos, &i) in ids.iter().enumerate() {
+        last.insert(i, pos);
+    }
+    let positions: Vec<(usize, usize)> = last.into_iter().collect();
+    if let Some(w) = positions.windows(2).find(|w| w[0].1 > w[1].1) {
+        panic!(
+            "the last copy of event {} arrived after that of event {}",
+            w[0].0, w[1].0
+        );
+    }
+    ids.len() - positions.len()
+}
