@@ -1567,29 +1567,13 @@ fn state_section(
 /// Returns (TLS events/s, plaintext events/s, ratio), medians over the rounds.
 fn tls_throughput(epoch: Instant, published: &OwnedEvent, sizes: &Sizes) -> (f64, f64, f64) {
     let certs = harness::tls::Certs::make();
-    let tls_port = free_port();
-    let port = tls_port.to_string();
-    let (cert, key, ca) = (
-        certs.path("redis.crt"),
-        certs.path("redis.key"),
-        certs.path("ca.crt"),
-    );
-    let redis = RedisServer::start_with(
+    let ca = certs.path("ca.crt");
+    let (redis, tls_port) = harness::tls::redis_tls_server(
+        &certs,
         free_port(),
-        &[
-            "--client-output-buffer-limit",
-            "pubsub 0 0 0",
-            "--tls-port",
-            &port,
-            "--tls-cert-file",
-            &cert,
-            "--tls-key-file",
-            &key,
-            "--tls-ca-cert-file",
-            &ca,
-            "--tls-auth-clients",
-            "no",
-        ],
+        "redis.crt",
+        "no",
+        &["--client-output-buffer-limit", "pubsub 0 0 0"],
     );
     let sub = FastSubscriber::new(&redis, epoch);
     let n = sizes.throughput_events;
